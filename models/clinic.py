@@ -1,0 +1,74 @@
+"""Clinics and their practitioners."""
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+
+from sqlalchemy import Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$")
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+class ClinicBase(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=320, description="Where the clinic's own mail goes")
+    phone: str | None = Field(default=None, max_length=40)
+    timezone: str = Field(default="UTC", max_length=64)
+
+
+class ClinicCreate(ClinicBase):
+    id: str = Field(max_length=64, description="Slug used by the clinic's integration, e.g. riverside-physio")
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(
+                "must be 2-64 characters of lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit (e.g. riverside-physio)"
+            )
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("must be an email address such as front-desk@clinic.example")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, e.g. America/New_York") from None
+        return value
+
+
+class Clinic(ClinicBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    webhook_secret: str = Field(max_length=128, description="HMAC key for signed events")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ClinicPublic(ClinicBase):
+    id: str
+    created_at: datetime
+
+
+class Practitioner(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("clinic_id", "external_id", name="uq_practitioner_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)
+    external_id: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

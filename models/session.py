@@ -1,0 +1,154 @@
+"""Treatment sessions, and the session-completed contract clinics' integrations send.
+
+The contract (``SessionCompleted``) is what clinics code against: fields may be added, never
+removed or narrowed. Structural checks live here; checks against clinical data (known injury,
+allowed regions and ROM measures) are made by ``needlecare.ingest`` from the catalogue.
+"""
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as Contract
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class PractitionerIn(_Strict):
+    external_id: str = Contract(pattern=_EXTERNAL_ID)
+    name: str = Contract(min_length=1, max_length=200)
+    email: str | None = Contract(default=None, max_length=320)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _check_email(value)
+
+
+class ConsentIn(_Strict):
+    email: bool = False
+    sms: bool = False
+
+
+class PatientIn(_Strict):
+    external_id: str = Contract(pattern=_EXTERNAL_ID)
+    first_name: str = Contract(min_length=1, max_length=100)
+    last_name: str = Contract(min_length=1, max_length=100)
+    email: str | None = Contract(default=None, max_length=320)
+    phone: str | None = Contract(default=None, max_length=20)
+    timezone: str = Contract(default="UTC", max_length=64)
+    consent: ConsentIn = ConsentIn()
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _check_email(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not _E164.match(value):
+            raise ValueError("must be in E.164 form: '+' then country code and number, e.g. +15551234567")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, e.g. America/New_York or Europe/London") from None
+        return value
+
+
+class RomIn(_Strict):
+    measure: str = Contract(min_length=1, max_length=64)
+    value: float
+
+
+class BaselineIn(_Strict):
+    pain_nprs: int | None = Contract(default=None, ge=0, le=10, description="NPRS 0-10, usual pain over 24 h")
+    rom: RomIn | None = None
+
+
+class SessionCompleted(_Strict):
+    """The body of ``POST /api/v1/events/session-completed`` and of ``needlecare session complete``."""
+
+    clinic_id: str = Contract(min_length=2, max_length=64)
+    external_session_id: str = Contract(pattern=_EXTERNAL_ID)
+    completed_at: datetime
+    practitioner: PractitionerIn
+    patient: PatientIn
+    injury: str = Contract(min_length=1, max_length=64)
+    side: Literal["left", "right", "both"]
+    regions_needled: list[str] = Contract(min_length=1, max_length=20)
+    muscles_needled: list[str] = Contract(default_factory=list, max_length=40)
+    baseline: BaselineIn = BaselineIn()
+
+    @field_validator("completed_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must include a time zone offset, e.g. 2026-11-22T14:30:00Z")
+        return value
+
+    @field_validator("muscles_needled")
+    @classmethod
+    def _muscles(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not 1 <= len(item) <= 64:
+                raise ValueError("each muscle name must be 1-64 characters")
+        return value
+
+
+def _check_email(value: str | None) -> str | None:
+    if value is not None and not _EMAIL.match(value):
+        raise ValueError("must be an email address such as name@example.org")
+    return value
+
+
+class TreatmentSession(SQLModel, table=True):
+    __tablename__ = "treatment_session"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "external_session_id", name="uq_session_external"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)
+    external_session_id: str = Field(max_length=64)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    practitioner_id: int = Field(foreign_key="practitioner.id", index=True)
+    completed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    injury: str = Field(max_length=64, index=True)
+    side: str = Field(max_length=8)
+    regions_needled: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    muscles_needled: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    baseline_pain_nprs: int | None = None
+    baseline_rom_measure: str | None = Field(default=None, max_length=64)
+    baseline_rom_value: float | None = None
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    planned_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True, index=True),
+        description="When the follow-up contacts were planned; NULL means a flow still has to",
+    )
+
+
+class SessionPublic(BaseModel):
+    """What the API tells the caller about a session: IDs and status only."""
+
+    session_id: int
+    status: Literal["accepted", "duplicate"]
+
+

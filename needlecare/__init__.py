@@ -1,0 +1,1 @@
+"""needlecare core: settings, database, clinical data, ingest, delivery. No Prefect flows here."""

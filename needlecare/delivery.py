@@ -1,0 +1,88 @@
+"""Handing a rendered email to Apprise, and turning its bool into an exception with a reason.
+
+Apprise's own text alternative is converted from the HTML and loses link URLs, so the text part
+we rendered is substituted for it (see ``_text_part``). Apprise logs recipients' addresses; its
+logger is kept out of the process logs and its messages are scrubbed before they are stored.
+"""
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import quote
+
+import apprise
+from apprise.plugins.email import base as _email_base
+
+from needlecare.rendering import RenderedEmail
+
+_apprise_logger = logging.getLogger("apprise")
+_apprise_logger.propagate = False  # it names recipients; we keep only a scrubbed copy
+_EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
+
+_text_override: ContextVar[str | None] = ContextVar("needlecare_text_part", default=None)
+_original_convert = _email_base.convert_between
+
+
+def _convert_between(from_format: Any, to_format: Any, content: str) -> str:
+    override = _text_override.get()
+    if override is not None and from_format == apprise.NotifyFormat.HTML and to_format == apprise.NotifyFormat.TEXT:
+        return override
+    result: str = _original_convert(from_format, to_format, content)
+    return result
+
+
+_email_base.convert_between = _convert_between
+
+
+class DeliveryError(Exception):
+    """Base for delivery failures; the message never contains an address."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth trying again later (connection refused, timeout, temporary SMTP error)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Will not succeed by retrying (no address, malformed URL)."""
+
+
+@contextmanager
+def _text_part(text: str) -> Iterator[None]:
+    token = _text_override.set(text)
+    try:
+        yield
+    finally:
+        _text_override.reset(token)
+
+
+def scrub(text: str) -> str:
+    return _EMAIL.sub("<address>", text)
+
+
+def email_url(base_url: str, to: str, headers: dict[str, str] | None = None) -> str:
+    sep = "&" if "?" in base_url else "?"
+    url = f"{base_url}{sep}to={quote(to, safe='@')}&format=html"
+    for name, value in (headers or {}).items():
+        url += f"&+{quote(name)}={quote(value, safe='')}"
+    return url
+
+
+def send_email(base_url: str, to: str, email: RenderedEmail, headers: dict[str, str] | None = None) -> None:
+    """Send one message through a fresh Apprise object (no throttle between messages)."""
+    if not to or "@" not in to:
+        raise PermanentDeliveryError("no usable email address on file")
+    notifier = apprise.Apprise()
+    service = apprise.Apprise.instantiate(email_url(base_url, to, headers))
+    if not service:
+        raise PermanentDeliveryError("the patient email URL could not be parsed by Apprise")
+    service.request_rate_per_sec = 0
+    notifier.add(service)
+    with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
+        ok = notifier.notify(body=email.html, title=email.subject, body_format=apprise.NotifyFormat.HTML)
+    if not ok:
+        log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
+        reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
+        raise TransientDeliveryError(reason or "Apprise reported a failure without a reason")

@@ -1,0 +1,199 @@
+"""The outbox: plan notices for new sessions, claim due ones, send each at most once.
+
+Exactly once: a notice is a row with a unique idempotency key, written before anything is sent.
+A row is claimed atomically (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE,
+SQLite serialises writers), so two dispatchers never hold the same row. A claim left by a worker
+that died mid-send is taken again after ``claim_lease_seconds``: that window is the only place a
+notice could go twice, and only if the process died between the SMTP handover and the commit.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from models import AuditEvent, Clinic, Notification, NotificationStatus, Patient, TreatmentSession
+from needlecare import aftercare
+from needlecare.catalogue import Catalogue, get_catalogue
+from needlecare.delivery import DeliveryError, PermanentDeliveryError, send_email
+from needlecare.rendering import render_email
+from needlecare.settings import Settings
+
+S = NotificationStatus
+
+
+@dataclass
+class PassResult:
+    planned: int = 0
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    notification_ids: list[int] = field(default_factory=list)
+
+    def add(self, other: "PassResult") -> None:
+        for name in ("planned", "claimed", "sent", "retried", "failed", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.notification_ids.extend(other.notification_ids)
+
+    @property
+    def work_done(self) -> int:
+        return self.planned + self.claimed
+
+    def summary(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("planned", "claimed", "sent", "retried", "failed", "skipped")}
+
+
+def aftercare_key(session_id: int) -> str:
+    return f"aftercare:session:{session_id}"
+
+
+def plan_pending_sessions(db: Session, *, now: datetime, limit: int = 500) -> int:
+    """Write the notice rows for sessions not planned yet; safe to run concurrently."""
+    pending = db.exec(
+        select(TreatmentSession.id, TreatmentSession.patient_id)
+        .where(col(TreatmentSession.planned_at).is_(None))
+        .order_by(col(TreatmentSession.id))
+        .limit(limit)
+    ).all()
+    if not pending:
+        return 0
+    rows = [
+        {
+            "idempotency_key": aftercare_key(sid),
+            "kind": aftercare.TEMPLATE,
+            "channel": "email",
+            "session_id": sid,
+            "patient_id": pid,
+            "status": S.PENDING.value,
+            "due_at": now,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for sid, pid in pending
+    ]
+    _insert_ignore(db, rows)
+    ids = [sid for sid, _ in pending]
+    db.exec(
+        update(TreatmentSession)
+        .where(col(TreatmentSession.id).in_(ids), col(TreatmentSession.planned_at).is_(None))
+        .values(planned_at=now)
+    )
+    db.commit()
+    return len(ids)
+
+
+def _insert_ignore(db: Session, rows: list[dict[str, Any]]) -> None:
+    dialect = db.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Notification).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    db.exec(stmt)
+
+
+def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
+    """Atomically mark up to ``limit`` due rows as SENDING for this caller; returns their ids."""
+    stale = now - timedelta(seconds=lease_seconds)
+    due = or_(
+        and_(col(Notification.status).in_([S.PENDING.value, S.RETRY.value]), col(Notification.due_at) <= now),
+        and_(col(Notification.status) == S.SENDING.value, col(Notification.claimed_at) < stale),
+    )
+    candidates = select(Notification.id).where(due).order_by(col(Notification.due_at)).limit(limit)
+    if db.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    stmt = (
+        update(Notification)
+        .where(col(Notification.id).in_(candidates.scalar_subquery()), due)
+        .values(status=S.SENDING.value, claimed_at=now, attempts=col(Notification.attempts) + 1)
+        .returning(col(Notification.id))
+    )
+    ids = [row[0] for row in db.exec(stmt).all()]
+    db.commit()
+    return sorted(ids)
+
+
+def deliver(db: Session, notification_id: int, *, now: datetime, settings: Settings,
+            catalogue: Catalogue | None = None) -> NotificationStatus:
+    """Send one claimed notice, or record why not. Returns the row's new status."""
+    catalogue = catalogue or get_catalogue()
+    n = db.get(Notification, notification_id)
+    if n is None or n.status != S.SENDING:
+        return S(n.status) if n else S.FAILED
+    patient = db.get(Patient, n.patient_id)
+    session = db.get(TreatmentSession, n.session_id) if n.session_id else None
+    clinic = db.get(Clinic, patient.clinic_id) if patient else None
+    if patient is None or session is None or clinic is None:
+        return _finish(db, n, S.FAILED, error="session, patient or clinic row is missing")
+    reason = _skip_reason(patient, session, now=now, settings=settings)
+    if reason:
+        return _finish(db, n, S.SKIPPED, skip_reason=reason)
+    ctx = aftercare.context(aftercare.AftercareInputs(clinic, patient, session), catalogue,
+                            now=now, base_url=settings.public_base_url)
+    email = render_email(n.kind, ctx)
+    try:
+        send_email(settings.resolved_patient_email_url, patient.email or "", email,
+                   headers={"X-Needlecare-Notification": str(n.id)})
+    except PermanentDeliveryError as exc:
+        return _finish(db, n, S.FAILED, error=str(exc))
+    except DeliveryError as exc:
+        if n.attempts >= settings.delivery_max_attempts:
+            return _finish(db, n, S.FAILED, error=f"gave up after {n.attempts} attempts: {exc}")
+        delay = settings.delivery_backoff_seconds * 2 ** (n.attempts - 1)
+        n.due_at = now + timedelta(seconds=delay)
+        return _finish(db, n, S.RETRY, error=str(exc))
+    n.sent_at = now
+    return _finish(db, n, S.SENT)
+
+
+def _skip_reason(patient: Patient, session: TreatmentSession, *, now: datetime, settings: Settings) -> str | None:
+    if patient.opted_out_at is not None:
+        return "patient opted out"
+    if not patient.consent_email:
+        return "no consent to email"
+    if not patient.email:
+        return "no email address on file"
+    if now - session.completed_at > timedelta(hours=settings.aftercare_max_age_hours):
+        return f"session ended more than {settings.aftercare_max_age_hours:g} h ago"
+    return None
+
+
+def _finish(db: Session, n: Notification, status: NotificationStatus, *, error: str | None = None,
+            skip_reason: str | None = None) -> NotificationStatus:
+    n.status = status
+    n.last_error = error[:2000] if error else n.last_error
+    n.skip_reason = skip_reason
+    n.claimed_at = None
+    db.add(n)
+    if status in (S.FAILED, S.SKIPPED):
+        db.add(AuditEvent(actor="outbox", action=f"notification.{status.value}", entity="notification",
+                          entity_id=str(n.id), detail={"reason": skip_reason or "see last_error"}))
+    db.commit()
+    return status
+
+
+def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200) -> PassResult:
+    """Plan what is new, then claim and deliver everything due, batch by batch."""
+    result = PassResult(planned=plan_pending_sessions(db, now=now))
+    catalogue = get_catalogue()
+    while True:
+        ids = claim_due(db, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)
+        if not ids:
+            return result
+        result.claimed += len(ids)
+        for nid in ids:
+            status = deliver(db, nid, now=now, settings=settings, catalogue=catalogue)
+            result.notification_ids.append(nid)
+            if status == S.SENT:
+                result.sent += 1
+            elif status == S.RETRY:
+                result.retried += 1
+            elif status == S.FAILED:
+                result.failed += 1
+            elif status == S.SKIPPED:
+                result.skipped += 1
+        if len(ids) < batch:
+            return result
