@@ -1,10 +1,10 @@
 """Alembic environment: the URL comes from the caller (needlecare.db.upgrade) or from settings."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models  # noqa: F401 - registers every table on SQLModel.metadata
+from needlecare.db import get_engine
 from needlecare.settings import get_settings
 
 config = context.config
@@ -20,8 +20,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    connectable = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
-    with connectable.connect() as connection:
+    with get_engine(url).connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=url.startswith("sqlite"))
         with context.begin_transaction():

@@ -1,0 +1,56 @@
+"""Serve the deployments described in deploy/prefect.yaml from this process (`make run`)."""
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+
+from needlecare.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "deploy" / "prefect.yaml"
+
+
+def load_flow(entrypoint: str) -> Flow[Any, Any]:
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, name)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return flow
+
+
+def build_deployments(spec_path: Path = SPEC, sweep_interval: int | None = None) -> list[RunnerDeployment]:
+    spec = yaml.safe_load(spec_path.read_text())
+    deployments = []
+    for item in spec["deployments"]:
+        triggers = [
+            DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
+            for t in item.get("triggers", [])
+        ]
+        intervals = [s["interval"] for s in item.get("schedules", []) if "interval" in s]
+        if intervals and sweep_interval:
+            intervals = [sweep_interval]
+        deployments.append(
+            load_flow(item["entrypoint"]).to_deployment(
+                name=item["name"],
+                description=item.get("description"),
+                parameters=item.get("parameters") or {},
+                triggers=triggers or None,
+                interval=intervals[0] if intervals else None,
+            )
+        )
+    return deployments
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(*build_deployments(sweep_interval=settings.sweep_interval_seconds), limit=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The web app: ingress API, outbox (development) and, later, survey pages and the dashboard."""

@@ -1,0 +1,36 @@
+"""/outbox and /outbox.json: what the local mail capture received (development only)."""
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from needlecare.mailcapture import list_mail, read_mail
+from needlecare.web.deps import SettingsDep
+from needlecare.web.templating import templates
+
+router = APIRouter(tags=["development"])
+
+
+@router.get("/outbox.json")
+def outbox_json(settings: SettingsDep, limit: int = 200) -> list[dict[str, Any]]:
+    """Captured messages, newest first: to, subject, received_at, text and html parts."""
+    return [m.as_dict() for m in list_mail(settings.resolved_mail_capture_dir, limit=min(max(limit, 1), 1000))]
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox_page(request: Request, settings: SettingsDep) -> HTMLResponse:
+    mails = list_mail(settings.resolved_mail_capture_dir, limit=100)
+    return templates.TemplateResponse(request, "outbox.html.j2", {"mails": mails})
+
+
+@router.get("/outbox/{mail_id}", response_class=HTMLResponse)
+def outbox_html(mail_id: str, settings: SettingsDep) -> HTMLResponse:
+    """The HTML part of one message, sandboxed (no scripts, no outside requests)."""
+    if not mail_id.replace("-", "").isalnum():
+        raise HTTPException(status_code=404, detail="no such message")
+    path = settings.resolved_mail_capture_dir / f"{mail_id}.eml"
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="no such message")
+    return HTMLResponse(read_mail(path).html, headers={
+        "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'"})
