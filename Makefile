@@ -1,0 +1,38 @@
+# needlecare: `make run` starts everything, `make test` runs every test. Both create the venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: run test test-fast lint bench clean help
+
+help:
+	@echo "make run    start the whole system on 127.0.0.1 (web :8000, Prefect :4200, SMTP capture :1025)"
+	@echo "make test   run the test suite (unit, SQLite and PostgreSQL, end-to-end on real parts)"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  benchmarks (figures go in the README)"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/needlecare run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.event_to_email
+
+clean:
+	rm -rf var test-output .pytest_cache .mypy_cache .ruff_cache
