@@ -97,6 +97,13 @@ class SessionCompleted(_Strict):
     muscles_needled: list[str] = Contract(default_factory=list, max_length=40)
     baseline: BaselineIn = BaselineIn()
 
+    @field_validator("completed_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date-time string, e.g. 2026-11-22T14:30:00Z")
+        return value
+
     @field_validator("completed_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:

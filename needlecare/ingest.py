@@ -18,6 +18,7 @@ from needlecare import events
 from needlecare.catalogue import Catalogue, get_catalogue
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
+OLDEST_ACCEPTED = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
             problems.append(Problem(("regions_needled", index), f"unknown region '{region}'; allowed: {allowed}"))
     if body.completed_at > utcnow() + FUTURE_TOLERANCE:
         problems.append(Problem(("completed_at",), "is in the future; send the time the session ended"))
+    elif body.completed_at < utcnow() - OLDEST_ACCEPTED:
+        problems.append(Problem(("completed_at",), "is more than a year ago; send the time the session ended"))
     rom = body.baseline.rom
     if rom is not None and body.injury in catalogue.injuries:
         allowed_measures = catalogue.injuries[body.injury].measures

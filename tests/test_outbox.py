@@ -1,0 +1,169 @@
+"""The outbox against a real SMTP sink (aiosmtpd) and a real database (SQLite and PostgreSQL)."""
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import Session, select
+
+from models import Clinic, Notification, TreatmentSession
+from models.base import utcnow
+from needlecare import db as database
+from needlecare import ingest, outbox
+from needlecare.mailcapture import list_mail, start_capture
+from needlecare.settings import Settings
+from tests.factories import PATIENT_EMAIL, event_body
+
+
+@pytest.fixture
+def sink(settings: Settings) -> Iterator[Path]:
+    directory = settings.resolved_mail_capture_dir
+    controller: Controller = start_capture(directory, port=settings.smtp_capture_port)
+    yield directory
+    controller.stop()
+
+
+def _record(db: Session, n: int, **overrides: object) -> int:
+    return ingest.record(db, ingest.validate(event_body(n, **overrides)), actor="test").session_id  # type: ignore[arg-type]
+
+
+def _notifications(db: Session) -> list[Notification]:
+    db.expire_all()
+    return list(db.exec(select(Notification).order_by(Notification.id)).all())
+
+
+def test_a_pass_plans_and_sends_the_aftercare_notice(
+    db: Session, clinic: Clinic, settings: Settings, sink: Path
+) -> None:
+    sid = _record(db, 1)
+    result = outbox.run_pass(db, now=utcnow(), settings=settings)
+    assert result.summary() == {"planned": 1, "claimed": 1, "sent": 1, "retried": 0, "failed": 0, "skipped": 0}
+    [n] = _notifications(db)
+    assert (n.status, n.idempotency_key, n.attempts) == ("sent", f"aftercare:session:{sid}", 1)
+    assert n.sent_at is not None
+    [mail] = list_mail(sink)
+    assert mail.to == [PATIENT_EMAIL]
+    assert "Sam" in mail.text and "Okafor" not in mail.text + mail.html + mail.subject
+    assert "tel:+15550100200" in mail.text, "our own text part, with links written out"
+    assert "<html" in mail.html.lower()
+    assert mail.headers["X-Needlecare-Notification"] == str(n.id)
+    session = db.get(TreatmentSession, sid)
+    assert session is not None and session.planned_at is not None
+    # A second pass finds nothing to do: nothing is sent twice.
+    again = outbox.run_pass(db, now=utcnow(), settings=settings)
+    assert again.work_done == 0 and len(list_mail(sink)) == 1
+
+
+def test_two_dispatchers_never_send_the_same_notice(
+    db_url: str, db: Session, clinic: Clinic, settings: Settings, sink: Path
+) -> None:
+    for n in range(1, 31):
+        _record(db, n)
+    errors: list[BaseException] = []
+
+    def dispatcher() -> None:
+        try:
+            for _ in range(5):
+                with Session(database.get_engine(db_url), expire_on_commit=False) as own:
+                    outbox.run_pass(own, now=utcnow(), settings=settings, batch=4)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    notes = _notifications(db)
+    assert len(notes) == 30 and {n.status for n in notes} == {"sent"}
+    assert all(n.attempts == 1 for n in notes)
+    mails = list_mail(sink, limit=100)
+    ids = [m.headers["X-Needlecare-Notification"] for m in mails]
+    assert len(ids) == 30 and len(set(ids)) == 30
+
+
+def test_smtp_down_is_retried_with_backoff_then_sent(
+    db: Session, clinic: Clinic, settings: Settings
+) -> None:
+    _record(db, 1)
+    now = utcnow()
+    result = outbox.run_pass(db, now=now, settings=settings)  # nothing listens on the SMTP port yet
+    assert result.retried == 1
+    [n] = _notifications(db)
+    assert n.status == "retry" and n.attempts == 1 and n.last_error
+    assert "@" not in (n.last_error or ""), "no address in the stored error"
+    assert n.due_at == now + timedelta(seconds=settings.delivery_backoff_seconds)
+    assert outbox.run_pass(db, now=now + timedelta(seconds=1), settings=settings).claimed == 0  # not due yet
+    controller = start_capture(settings.resolved_mail_capture_dir, port=settings.smtp_capture_port)
+    try:
+        later = outbox.run_pass(db, now=now + timedelta(seconds=31), settings=settings)
+    finally:
+        controller.stop()
+    assert later.sent == 1
+    [n] = _notifications(db)
+    assert n.status == "sent" and n.attempts == 2
+
+
+def test_gives_up_after_max_attempts_and_records_why(db: Session, clinic: Clinic, settings: Settings) -> None:
+    settings = settings.model_copy(update={"delivery_max_attempts": 2, "delivery_backoff_seconds": 1})
+    _record(db, 1)
+    now = utcnow()
+    outbox.run_pass(db, now=now, settings=settings)
+    outbox.run_pass(db, now=now + timedelta(seconds=5), settings=settings)
+    [n] = _notifications(db)
+    assert n.status == "failed" and n.attempts == 2 and (n.last_error or "").startswith("gave up after 2 attempts")
+    assert outbox.run_pass(db, now=now + timedelta(days=1), settings=settings).claimed == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"patient__consent": {"email": False}}, "no consent to email"),
+        ({"patient__email": None}, "no email address on file"),
+    ],
+)
+def test_notices_that_must_not_go_are_skipped_with_a_reason(
+    db: Session, clinic: Clinic, settings: Settings, sink: Path, overrides: dict[str, object], reason: str
+) -> None:
+    _record(db, 1, **overrides)
+    result = outbox.run_pass(db, now=utcnow(), settings=settings)
+    assert result.skipped == 1
+    [n] = _notifications(db)
+    assert (n.status, n.skip_reason) == ("skipped", reason)
+    assert list_mail(sink) == []
+
+
+def test_an_old_session_is_recorded_but_not_sent(db: Session, clinic: Clinic, settings: Settings, sink: Path) -> None:
+    _record(db, 1, completed_at=(utcnow() - timedelta(days=3)).isoformat())
+    outbox.run_pass(db, now=utcnow(), settings=settings)
+    [n] = _notifications(db)
+    assert n.status == "skipped" and "more than 48 h ago" in (n.skip_reason or "")
+
+
+def test_a_claim_abandoned_by_a_dead_worker_is_taken_again_after_the_lease(
+    db: Session, clinic: Clinic, settings: Settings, sink: Path
+) -> None:
+    _record(db, 1)
+    now = utcnow()
+    outbox.plan_pending_sessions(db, now=now)
+    claimed = outbox.claim_due(db, now=now, limit=10, lease_seconds=600)
+    assert len(claimed) == 1
+    # The worker "dies" here. Within the lease nobody else may take it:
+    assert outbox.claim_due(db, now=now + timedelta(seconds=599), limit=10, lease_seconds=600) == []
+    result = outbox.run_pass(db, now=now + timedelta(seconds=601), settings=settings)
+    assert result.sent == 1
+    assert len(list_mail(sink)) == 1
+
+
+def test_capture_files_are_complete_when_listed(settings: Settings, sink: Path, db: Session, clinic: Clinic) -> None:
+    for n in range(1, 6):
+        _record(db, n)
+    outbox.run_pass(db, now=utcnow(), settings=settings)
+    time.sleep(0.05)
+    assert not list(sink.glob(".*.tmp"))
+    assert len(list_mail(sink)) == 5
