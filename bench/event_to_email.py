@@ -139,8 +139,9 @@ def register_clinic(url: str) -> str:
 def start_core(stack: Stack, settings: Settings) -> None:
     """Prefect server and web app (the SMTP capture is started by the caller)."""
     phase = "startup"
-    server = spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                      "--port", str(settings.prefect_port)], stack.env, stack.log_dir)
+    server = spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host",
+                                      "127.0.0.1", "--port", str(settings.prefect_port)],
+                   stack.env, stack.log_dir)
     stack.children.append(server)
     try:
         wait_http(stack.api_url + "/health", 180, server)
@@ -169,7 +170,8 @@ class PrefectAPI:
         self.http.close()
 
     def deployments(self, names: Iterable[str]) -> dict[str, str]:
-        r = self.http.post("deployments/filter", json={"deployments": {"name": {"any_": list(names)}}})
+        body = {"deployments": {"name": {"any_": list(names)}}}
+        r = self.http.post("deployments/filter", json=body)
         r.raise_for_status()
         return {d["name"]: d["id"] for d in r.json()}
 
@@ -189,6 +191,19 @@ class PrefectAPI:
         r.raise_for_status()
         return int(r.json())
 
+    def runs(self, deployment_ids: dict[str, str], started_after: datetime) -> list[dict[str, Any]]:
+        """Flow runs started since ``started_after``: timings, for the JSON."""
+        names = {v: k for k, v in deployment_ids.items()}
+        body = {"flow_runs": {"deployment_id": {"any_": list(names)},
+                              "start_time": {"after_": started_after.isoformat()}},
+                "sort": "START_TIME_ASC", "limit": 200}
+        r = self.http.post("flow_runs/filter", json=body)
+        r.raise_for_status()
+        return [{"deployment": names.get(run["deployment_id"]), "name": run["name"],
+                 "state": run["state_type"], "created": run["created"],
+                 "start_time": run["start_time"], "end_time": run["end_time"],
+                 "total_run_time_s": run["total_run_time"]} for run in r.json()]
+
     def delete_deployment(self, deployment_id: str) -> None:
         """Its trigger automations first (Prefect keeps them otherwise), then the deployment."""
         self.http.delete(f"automations/owned-by/prefect.deployment.{deployment_id}").raise_for_status()
@@ -205,7 +220,8 @@ def wait_deployments(stack: Stack, api: PrefectAPI, names: tuple[str, ...], trig
             time.sleep(2)  # let the server's trigger service load the new automation
             return found
         time.sleep(0.5)
-    _fail(phase, f"deployments {', '.join(names)} (with triggers) not registered within {timeout:.0f} s")
+    _fail(phase, f"deployments {', '.join(names)} (with triggers) not registered "
+          f"within {timeout:.0f} s")
 
 
 def wait_idle(stack: Stack, api: PrefectAPI, deployment_ids: list[str], phase: str,
@@ -264,7 +280,7 @@ class EventFactory:
     def next(self, tag: str) -> tuple[bytes, dict[str, str]]:
         """A signed body: a fresh session, and a fresh patient (a burst is many patients)."""
         self.counter += 1
-        ref = f"{tag}-{self.run_token}-{self.counter:05d}"
+        ref = f"{tag.replace(' ', '-')}-{self.run_token}-{self.counter:05d}"
         event = sample_event(external_session_id=f"S-{ref}")
         event["patient"]["external_id"] = f"PT-{ref}"
         body = json.dumps(event).encode()
@@ -291,14 +307,17 @@ def measure_latency(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int
                     rng: random.Random, phase: str) -> dict[str, Any]:
     """One event at a time; next one after the previous email arrived plus a 0-1 s random gap."""
     latencies: list[float] = []
+    accepted_at: list[float] = []
     url = stack.web_url + INGRESS_PATH
     with httpx.Client(timeout=30) as http:
         for i in range(n):
             body, headers = events.next(phase)
             response = http.post(url, content=body, headers=headers)
             t_202 = time.time()
+            accepted_at.append(t_202)
             if response.status_code != 202:
-                _fail(phase, f"event {i + 1} answered {response.status_code}: {response.text[:300]}")
+                _fail(phase, f"event {i + 1} answered {response.status_code}: "
+                      f"{response.text[:300]}")
             arrived = mailbox.wait_new(1, EVENT_TIMEOUT, f"{phase}, event {i + 1}/{n}", stack)
             latencies.append(arrived[0] - t_202)
             print(f"  {phase} {i + 1}/{n}: {latencies[-1]:.3f} s", flush=True)
@@ -313,6 +332,7 @@ def measure_latency(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int
         "max_s": max(steady),
         "mean_s": sum(steady) / len(steady),
         "latencies_s": [round(x, 4) for x in latencies],
+        "accepted_at_epoch": [round(x, 3) for x in accepted_at],
     }
 
 
@@ -366,7 +386,7 @@ def run_shape(stack: Stack, api: PrefectAPI, mailbox: Mailbox, events: EventFact
     ids = list(deployment_ids.values())
     result: dict[str, Any] = {"deployments": sorted(deployment_ids)}
 
-    start = datetime.now(UTC)
+    start = shape_start = datetime.now(UTC)
     print(f"\n[{shape} latency] {latency_events} events, one at a time, 0-1 s gaps", flush=True)
     result["latency"] = measure_latency(stack, mailbox, events, latency_events, rng,
                                         f"{shape} latency")
@@ -382,6 +402,10 @@ def run_shape(stack: Stack, api: PrefectAPI, mailbox: Mailbox, events: EventFact
                                     f"{shape} burst")
     time.sleep(1)
     result["burst"]["flow_runs_started"] = api.count_runs(ids, started_after=start)
+    result["burst"]["started_at"] = start.isoformat()
+    result["flow_runs"] = api.runs(deployment_ids, shape_start)
+    result["flow_runs_by_deployment"] = {
+        name: api.count_runs([i], started_after=shape_start) for name, i in deployment_ids.items()}
     return result
 
 
@@ -409,6 +433,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                      "sweep_interval_seconds": settings.sweep_interval_seconds,
                      "runner_poll_frequency_s": 1, "trigger_within_s": 15, "database": "sqlite"},
         "parameters": {k: v for k, v in vars(args).items() if k != "keep"},
+        "load_average_at_start": os.getloadavg(),
     }
     capture = start_capture(mail_dir, "127.0.0.1", settings.smtp_capture_port)
     api = PrefectAPI(stack.api_url)
@@ -436,6 +461,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             stack, api, mailbox, events, naive_ids, "naive", args.naive_latency_events,
             args.naive_burst, args.workers, 120 + 4 * args.naive_burst, rng)
         results["log_findings"] = scan_logs(log_dir)
+        results["load_average_at_end"] = os.getloadavg()
         return results
     finally:
         # Nothing may be left behind, also on a second Ctrl-C while stopping.
@@ -494,7 +520,8 @@ def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     lines = [
         f"event → email benchmark, {results['date']}",
         f"cores {m['cpu_count']} · python {m['python']} · prefect {m['prefect']} · SQLite · "
-        f"loopback only",
+        f"loopback only · load avg at start {results['load_average_at_start'][0]:.2f}, "
+        f"at end {results['load_average_at_end'][0]:.2f}",
         f"product: debounced trigger (within 15 s) + drain lingering "
         f"{results['settings']['drain_linger_seconds']:g} s + sweep every "
         f"{results['settings']['sweep_interval_seconds']} s; "
@@ -506,6 +533,8 @@ def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     for label, pv, nv, r, how in rows:
         rs = f"{r:8.1f}x {how}" if r is not None else ""
         lines.append(f"{label:<38}{_fmt(pv):>10}{_fmt(nv):>10} {rs}")
+    lines.append(f"flow runs by deployment: product {p['flow_runs_by_deployment']}, "
+                 f"naive {n['flow_runs_by_deployment']}")
     return "\n".join(lines), ratios
 
 
@@ -527,7 +556,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-events", type=int, default=50,
                         help="product: events sent one at a time (default 50)")
-    parser.add_argument("--burst", type=int, default=1000, help="product: burst size (default 1000)")
+    parser.add_argument("--burst", type=int, default=1000,
+                        help="product: burst size (default 1000)")
     parser.add_argument("--naive-latency-events", type=int, default=20,
                         help="naive: events sent one at a time (default 20)")
     parser.add_argument("--naive-burst", type=int, default=100,

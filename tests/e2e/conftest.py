@@ -1,0 +1,102 @@
+"""Fixtures that start the real parts once: one Prefect server per test run, one stack per database."""
+
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from models import ClinicCreate
+from needlecare import db as database
+from needlecare.clinics import add_clinic
+from needlecare.devstack import spawn, wait_http
+from needlecare.mailcapture import start_capture
+from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
+from tests.e2e.stack import BIN, PrefectServer, Stack, base_env
+from tests.pg import PgCluster
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[PrefectServer]:
+    root = Path(tempfile.mkdtemp(prefix="needlecare-prefect-"))
+    server = PrefectServer(home=root / "home", port=free_port(), log=root / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=DB_KINDS)
+def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix=f"needlecare-e2e-{request.param}-"))
+    (root / "logs").mkdir()
+    pg_name = None
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{root / 'app.db'}"
+    else:
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        pg_name = cluster.create_database()
+        db_url = cluster.url(pg_name)
+    database.upgrade(db_url)
+    with Session(database.get_engine(db_url)) as db:
+        add_clinic(db, ClinicCreate(id="riverside-physio", name="Riverside Physio", phone="+15550100200",
+                                    email="front-desk@riverside.example", timezone="America/New_York"),
+                   actor="test", secret=CLINIC_SECRET)
+    smtp_port, web_port = free_port(), free_port()
+    env = base_env(prefect_server.home, prefect_server.api_url)
+    env.update({
+        "NEEDLECARE_ENV": "test",
+        "NEEDLECARE_DATA_DIR": str(root),
+        "NEEDLECARE_DATABASE_URL": db_url,
+        "NEEDLECARE_PREFECT_API_URL": prefect_server.api_url,
+        "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port),
+        "NEEDLECARE_WEB_PORT": str(web_port),
+        "NEEDLECARE_SWEEP_INTERVAL_SECONDS": "5",
+        "NEEDLECARE_DRAIN_LINGER_SECONDS": "5",
+    })
+    capture = start_capture(root / "outbox", port=smtp_port)
+    s = Stack(root=root, db_url=db_url, env=env, web_url=f"http://127.0.0.1:{web_port}",
+              mail_dir=root / "outbox", capture=capture)
+    try:
+        s.children.append(spawn("web", [str(BIN / "python"), "-m", "uvicorn", "needlecare.web.app:app_from_env",
+                                        "--factory", "--host", "127.0.0.1", "--port", str(web_port)],
+                                env, root / "logs"))
+        s.children.append(spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, root / "logs"))
+        wait_http(s.web_url + "/healthz", 60, s.children[0])
+        s.wait_for(lambda: _deployment_ready(prefect_server), 90, "the served deployments")
+        yield s
+    finally:
+        s.stop()
+        _delete_deployments(prefect_server)
+        database.get_engine(db_url).dispose()
+        if pg_name:
+            request.getfixturevalue("pg_cluster").drop_database(pg_name)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+DEPLOYMENTS = ("aftercare/on-session-completed", "sweep/sweep")
+
+
+def _delete_deployments(server: PrefectServer) -> None:
+    """So the next stack waits for its own runner, not a paused leftover."""
+    for name in DEPLOYMENTS:
+        r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=5)
+        if r.status_code == 200:
+            httpx.delete(f"{server.api_url}/deployments/{r.json()['id']}", timeout=5)
+
+
+def _deployment_ready(server: PrefectServer) -> bool:
+    try:
+        for name in DEPLOYMENTS:
+            r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=5)
+            if r.status_code != 200 or r.json().get("paused"):
+                return False
+        return True
+    except httpx.HTTPError:
+        return False

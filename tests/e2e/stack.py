@@ -1,0 +1,90 @@
+"""The real stack for end-to-end tests: Prefect server, served flows, web app, SMTP sink."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.controller import Controller
+
+from needlecare.devstack import Child, stop_all, wait_http
+from needlecare.mailcapture import CapturedMail, list_mail
+
+BIN = Path(sys.executable).parent
+
+
+def base_env(prefect_home: Path, api_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
+    env.update({
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    })
+    return env
+
+
+@dataclass
+class PrefectServer:
+    home: Path
+    port: int
+    log: Path
+    child: Child | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> None:
+        env = base_env(self.home, self.api_url)
+        out = self.log.open("ab")
+        process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                                    str(self.port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.child = Child("prefect-server", process)
+        wait_http(self.api_url + "/health", 180, self.child)
+
+    def stop(self) -> None:
+        if self.child:
+            stop_all([self.child])
+            self.child = None
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(self.api_url + path, json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+@dataclass
+class Stack:
+    root: Path
+    db_url: str
+    env: dict[str, str]
+    web_url: str
+    mail_dir: Path
+    capture: Controller
+    children: list[Child] = field(default_factory=list)
+
+    def mails(self) -> list[CapturedMail]:
+        return list_mail(self.mail_dir, limit=10_000)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise AssertionError(f"{child.name} died; see {self.root / 'logs'}")
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; logs in {self.root / 'logs'}")
+
+    def stop(self) -> None:
+        stop_all(self.children)
+        self.capture.stop()
