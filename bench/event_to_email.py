@@ -2,8 +2,12 @@
 
 One run starts a private stack on free loopback ports in a temp dir (Prefect server, SMTP capture
 in this process, web app, served flows), measures the product's shape (debounced trigger + a run
-that drains and lingers, plus the sweep), then stops the product's flows and measures the naive
-shape (one flow run per event, bench/naive_flow.py) on the same server, web app and database.
+that drains and lingers, plus the sweep), then stops the product's flows, deletes their
+deployments and measures the naive shape (one flow run per event, bench/naive_flow.py) on the
+same Prefect server, web app and database.
+
+Per shape: one warm-up event, isolated ("cold") events each sent once no flow run is alive, a
+steady trickle (one at a time, 0-1 s random gaps), and a burst from a thread pool.
 
     .venv/bin/python -m bench.event_to_email [--latency-events 50] [--burst 1000]
                                              [--naive-latency-events 20] [--naive-burst 100]
@@ -75,17 +79,14 @@ class Stack:
     web_url: str
     api_url: str
     secret: str
-    mail_dir: Path
     children: list[Child] = field(default_factory=list)
-
-    def child(self, name: str) -> Child | None:
-        return next((c for c in self.children if c.name == name), None)
 
     def check_alive(self, phase: str) -> None:
         for c in self.children:
             if c.process.poll() is not None:
-                _fail(phase, f"{c.name} exited with code {c.process.returncode}; "
-                      f"see {self.log_dir / (c.name + '.log')}")
+                _fail(
+                    phase, f"{c.name} exited with code {c.process.returncode}; see {self.log_dir / (c.name + '.log')}"
+                )
 
 
 def free_ports(count: int) -> list[int]:
@@ -103,7 +104,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def configure_environment(data_dir: Path) -> tuple[Settings, dict[str, str]]:
-    """Hermetic env for this process and every child: only our NEEDLECARE_* / PREFECT_* values."""
+    """Hermetic env for this process and every child: only our NEEDLECARE_* / PREFECT_* values
+    (so a NEEDLECARE_PATIENT_EMAIL_URL in the caller's shell can never receive bench mail)."""
     for key in [k for k in os.environ if k.startswith(("NEEDLECARE_", "PREFECT_"))]:
         del os.environ[key]
     prefect_port, web_port, smtp_port = free_ports(3)
@@ -130,26 +132,51 @@ def configure_environment(data_dir: Path) -> tuple[Settings, dict[str, str]]:
 
 def register_clinic(url: str) -> str:
     with Session(database.get_engine(url)) as db:
-        _, secret = add_clinic(db, ClinicCreate(
-            id=DEMO_CLINIC_ID, name="Riverside Physio", email="front-desk@riverside.example",
-            phone="+15550100200", timezone="America/New_York"), actor="bench")
+        _, secret = add_clinic(
+            db,
+            ClinicCreate(
+                id=DEMO_CLINIC_ID,
+                name="Riverside Physio",
+                email="front-desk@riverside.example",
+                phone="+15550100200",
+                timezone="America/New_York",
+            ),
+            actor="bench",
+        )
     return secret
 
 
 def start_core(stack: Stack, settings: Settings) -> None:
     """Prefect server and web app (the SMTP capture is started by the caller)."""
     phase = "startup"
-    server = spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host",
-                                      "127.0.0.1", "--port", str(settings.prefect_port)],
-                   stack.env, stack.log_dir)
+    server = spawn(
+        "prefect-server",
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+        stack.env,
+        stack.log_dir,
+    )
     stack.children.append(server)
     try:
         wait_http(stack.api_url + "/health", 180, server)
     except RuntimeError as exc:
         _fail(phase, f"Prefect server: {exc}")
-    web = spawn("web", [str(BIN / "python"), "-m", "uvicorn", "needlecare.web.app:app_from_env",
-                        "--factory", "--host", "127.0.0.1", "--port", str(settings.web_port),
-                        "--no-access-log"], stack.env, stack.log_dir)
+    web = spawn(
+        "web",
+        [
+            str(BIN / "python"),
+            "-m",
+            "uvicorn",
+            "needlecare.web.app:app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.web_port),
+            "--no-access-log",
+        ],
+        stack.env,
+        stack.log_dir,
+    )
     stack.children.append(web)
     try:
         wait_http(stack.web_url + "/healthz", 60, web)
@@ -158,6 +185,15 @@ def start_core(stack: Stack, settings: Settings) -> None:
 
 
 # --------------------------------------------------------------------------- Prefect API
+
+
+def _started_since(after: datetime) -> dict[str, Any]:
+    """A flow-run filter: really started since ``after`` (scheduled runs carry a future
+    start_time, so they are excluded by state and by an upper bound of now)."""
+    return {
+        "start_time": {"after_": after.isoformat(), "before_": datetime.now(UTC).isoformat()},
+        "state": {"type": {"not_any_": ["SCHEDULED"]}},
+    }
 
 
 class PrefectAPI:
@@ -180,29 +216,40 @@ class PrefectAPI:
         r.raise_for_status()
         return bool(r.json())
 
-    def count_runs(self, deployment_ids: Iterable[str], *, states: list[str] | None = None,
-                   started_after: datetime | None = None) -> int:
+    def count_runs(
+        self, deployment_ids: Iterable[str], *, states: list[str] | None = None, started_after: datetime | None = None
+    ) -> int:
         runs: dict[str, Any] = {"deployment_id": {"any_": list(deployment_ids)}}
+        if started_after:
+            runs.update(_started_since(started_after))
         if states:
             runs["state"] = {"type": {"any_": states}}
-        if started_after:
-            runs["start_time"] = {"after_": started_after.isoformat()}
         r = self.http.post("flow_runs/count", json={"flow_runs": runs})
         r.raise_for_status()
         return int(r.json())
 
     def runs(self, deployment_ids: dict[str, str], started_after: datetime) -> list[dict[str, Any]]:
-        """Flow runs started since ``started_after``: timings, for the JSON."""
+        """Flow runs started since ``started_after``, with their timings (for the JSON)."""
         names = {v: k for k, v in deployment_ids.items()}
-        body = {"flow_runs": {"deployment_id": {"any_": list(names)},
-                              "start_time": {"after_": started_after.isoformat()}},
-                "sort": "START_TIME_ASC", "limit": 200}
+        body = {
+            "flow_runs": {"deployment_id": {"any_": list(names)}, **_started_since(started_after)},
+            "sort": "START_TIME_ASC",
+            "limit": 200,
+        }
         r = self.http.post("flow_runs/filter", json=body)
         r.raise_for_status()
-        return [{"deployment": names.get(run["deployment_id"]), "name": run["name"],
-                 "state": run["state_type"], "created": run["created"],
-                 "start_time": run["start_time"], "end_time": run["end_time"],
-                 "total_run_time_s": run["total_run_time"]} for run in r.json()]
+        return [
+            {
+                "deployment": names.get(run["deployment_id"]),
+                "name": run["name"],
+                "state": run["state_type"],
+                "created": run["created"],
+                "start_time": run["start_time"],
+                "end_time": run["end_time"],
+                "total_run_time_s": run["total_run_time"],
+            }
+            for run in r.json()
+        ]
 
     def delete_deployment(self, deployment_id: str) -> None:
         """Its trigger automations first (Prefect keeps them otherwise), then the deployment."""
@@ -210,8 +257,9 @@ class PrefectAPI:
         self.http.delete(f"deployments/{deployment_id}").raise_for_status()
 
 
-def wait_deployments(stack: Stack, api: PrefectAPI, names: tuple[str, ...], triggered: set[str],
-                     phase: str, timeout: float = 120) -> dict[str, str]:
+def wait_deployments(
+    stack: Stack, api: PrefectAPI, names: tuple[str, ...], triggered: set[str], phase: str, timeout: float = 120
+) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stack.check_alive(phase)
@@ -220,12 +268,10 @@ def wait_deployments(stack: Stack, api: PrefectAPI, names: tuple[str, ...], trig
             time.sleep(2)  # let the server's trigger service load the new automation
             return found
         time.sleep(0.5)
-    _fail(phase, f"deployments {', '.join(names)} (with triggers) not registered "
-          f"within {timeout:.0f} s")
+    _fail(phase, f"deployments {', '.join(names)} (with triggers) not registered within {timeout:.0f} s")
 
 
-def wait_idle(stack: Stack, api: PrefectAPI, deployment_ids: list[str], phase: str,
-              timeout: float = 120) -> None:
+def wait_idle(stack: Stack, api: PrefectAPI, deployment_ids: list[str], phase: str, timeout: float = 120) -> None:
     """No flow run of these deployments pending or running, twice in a row one second apart."""
     deadline = time.monotonic() + timeout
     zeros = 0
@@ -303,41 +349,92 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def measure_latency(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int,
-                    rng: random.Random, phase: str) -> dict[str, Any]:
-    """One event at a time; next one after the previous email arrived plus a 0-1 s random gap."""
-    latencies: list[float] = []
-    accepted_at: list[float] = []
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Sent:
+    """Events sent one at a time: when each was accepted (202) and its 202 → email latency."""
+
+    accepted_at: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def send_one_by_one(
+    stack: Stack,
+    api: PrefectAPI,
+    ids: list[str],
+    mailbox: Mailbox,
+    events: EventFactory,
+    n: int,
+    phase: str,
+    *,
+    cold: bool,
+    rng: random.Random | None = None,
+) -> Sent:
+    """Each event once the previous email arrived, then either after a 0-1 s random gap (a steady
+    trickle) or, with ``cold``, once no flow run is alive any more (an isolated event)."""
+    sent = Sent()
     url = stack.web_url + INGRESS_PATH
     with httpx.Client(timeout=30) as http:
         for i in range(n):
+            if cold:
+                wait_idle(stack, api, ids, f"{phase}, waiting for idle before event {i + 1}")
+            elif i and rng is not None:
+                time.sleep(rng.uniform(0.0, 1.0))
             body, headers = events.next(phase)
             response = http.post(url, content=body, headers=headers)
             t_202 = time.time()
-            accepted_at.append(t_202)
             if response.status_code != 202:
-                _fail(phase, f"event {i + 1} answered {response.status_code}: "
-                      f"{response.text[:300]}")
+                _fail(phase, f"event {i + 1} answered {response.status_code}: {response.text[:300]}")
             arrived = mailbox.wait_new(1, EVENT_TIMEOUT, f"{phase}, event {i + 1}/{n}", stack)
-            latencies.append(arrived[0] - t_202)
-            print(f"  {phase} {i + 1}/{n}: {latencies[-1]:.3f} s", flush=True)
-            if i < n - 1:
-                time.sleep(rng.uniform(0.0, 1.0))
-    steady = latencies[1:] or latencies
+            sent.accepted_at.append(t_202)
+            sent.latencies.append(arrived[0] - t_202)
+            print(f"  {phase} {i + 1}/{n}: {sent.latencies[-1]:.3f} s", flush=True)
+    return sent
+
+
+def summarise(sent: Sent) -> dict[str, Any]:
+    v = sent.latencies
     return {
-        "events": n,
-        "first_event_s": latencies[0],
-        "p50_s": percentile(steady, 0.50),
-        "p95_s": percentile(steady, 0.95),
-        "max_s": max(steady),
-        "mean_s": sum(steady) / len(steady),
-        "latencies_s": [round(x, 4) for x in latencies],
-        "accepted_at_epoch": [round(x, 3) for x in accepted_at],
+        "events": len(v),
+        "p50_s": percentile(v, 0.50),
+        "p95_s": percentile(v, 0.95),
+        "max_s": max(v),
+        "mean_s": sum(v) / len(v),
+        "latencies_s": [round(x, 4) for x in v],
+        "accepted_at_epoch": [round(x, 3) for x in sent.accepted_at],
     }
 
 
-def measure_burst(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int, workers: int,
-                  timeout: float, phase: str) -> dict[str, Any]:
+def cold_breakdown(sent: Sent, runs: list[dict[str, Any]], triggered: str) -> dict[str, Any]:
+    """Where an isolated event's time goes: 202 → flow run created → flow run Running → email.
+
+    The run is the triggered deployment's first run created after the event was accepted.
+    """
+    mine = sorted(
+        (datetime.fromisoformat(r["created"]).timestamp(), datetime.fromisoformat(r["start_time"]).timestamp())
+        for r in runs
+        if r["deployment"] == triggered and r["start_time"]
+    )
+    to_created: list[float] = []
+    to_running: list[float] = []
+    for t0 in sent.accepted_at:
+        run = next(((c, s) for c, s in mine if c >= t0 - 1.0), None)
+        if run is not None:
+            to_created.append(run[0] - t0)
+            to_running.append(run[1] - t0)
+    return {
+        "to_run_created_p50_s": percentile(to_created, 0.5) if to_created else None,
+        "to_run_running_p50_s": percentile(to_running, 0.5) if to_running else None,
+        "to_run_created_s": [round(x, 3) for x in to_created],
+        "to_run_running_s": [round(x, 3) for x in to_running],
+    }
+
+
+def measure_burst(
+    stack: Stack, mailbox: Mailbox, events: EventFactory, n: int, workers: int, timeout: float, phase: str
+) -> dict[str, Any]:
     """All posts at once from a thread pool; first POST → last email."""
     prepared = [events.next(phase) for _ in range(n)]
     url = stack.web_url + INGRESS_PATH
@@ -360,8 +457,7 @@ def measure_burst(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int, 
             others[str(s)] = others.get(str(s), 0) + 1
     if others:
         print(f"  {phase}: non-202 answers {others} (-1 = connection error)", flush=True)
-    print(f"  {phase}: {accepted} accepted in {t_posted - t0:.2f} s; waiting for the emails…",
-          flush=True)
+    print(f"  {phase}: {accepted} accepted in {t_posted - t0:.2f} s; waiting for the emails…", flush=True)
     arrived = mailbox.wait_new(accepted, max(1.0, t0 + timeout - time.time()), phase, stack)
     e2e = arrived[-1] - t0
     return {
@@ -380,32 +476,55 @@ def measure_burst(stack: Stack, mailbox: Mailbox, events: EventFactory, n: int, 
 # --------------------------------------------------------------------------- phases
 
 
-def run_shape(stack: Stack, api: PrefectAPI, mailbox: Mailbox, events: EventFactory,
-              deployment_ids: dict[str, str], shape: str, latency_events: int, burst: int,
-              workers: int, burst_timeout: float, rng: random.Random) -> dict[str, Any]:
+def run_shape(
+    stack: Stack,
+    api: PrefectAPI,
+    mailbox: Mailbox,
+    events: EventFactory,
+    deployment_ids: dict[str, str],
+    triggered: str,
+    shape: str,
+    *,
+    cold_events: int,
+    latency_events: int,
+    burst: int,
+    workers: int,
+    burst_timeout: float,
+    rng: random.Random,
+) -> dict[str, Any]:
     ids = list(deployment_ids.values())
     result: dict[str, Any] = {"deployments": sorted(deployment_ids)}
+    shape_start = datetime.now(UTC)
 
-    start = shape_start = datetime.now(UTC)
-    print(f"\n[{shape} latency] {latency_events} events, one at a time, 0-1 s gaps", flush=True)
-    result["latency"] = measure_latency(stack, mailbox, events, latency_events, rng,
-                                        f"{shape} latency")
+    print(f"\n[{shape} warm-up] one event (first connections, first flow run)", flush=True)
+    warm = send_one_by_one(stack, api, ids, mailbox, events, 1, f"{shape} warm-up", cold=False)
+    result["warmup_s"] = warm.latencies[0]
+
+    print(f"\n[{shape} cold] {cold_events} isolated events, each once no flow run is alive", flush=True)
+    cold = send_one_by_one(stack, api, ids, mailbox, events, cold_events, f"{shape} cold", cold=True)
+    result["cold"] = summarise(cold)
+
+    print(f"\n[{shape} trickle] {latency_events} events, one at a time, 0-1 s gaps", flush=True)
+    start = datetime.now(UTC)
+    trickle = send_one_by_one(stack, api, ids, mailbox, events, latency_events, f"{shape} trickle", cold=False, rng=rng)
+    result["trickle"] = summarise(trickle)
     time.sleep(1)
-    result["latency"]["flow_runs_started"] = api.count_runs(ids, started_after=start)
+    result["trickle"]["flow_runs_started"] = api.count_runs(ids, started_after=start)
 
-    print(f"\n[{shape} burst] waiting until no flow run is alive (the burst starts cold)…",
-          flush=True)
+    print(f"\n[{shape} burst] waiting until no flow run is alive (the burst starts cold)…", flush=True)
     wait_idle(stack, api, ids, f"{shape} burst (waiting for idle)")
     start = datetime.now(UTC)
     print(f"[{shape} burst] {burst} events from {workers} threads", flush=True)
-    result["burst"] = measure_burst(stack, mailbox, events, burst, workers, burst_timeout,
-                                    f"{shape} burst")
+    result["burst"] = measure_burst(stack, mailbox, events, burst, workers, burst_timeout, f"{shape} burst")
     time.sleep(1)
     result["burst"]["flow_runs_started"] = api.count_runs(ids, started_after=start)
     result["burst"]["started_at"] = start.isoformat()
+
     result["flow_runs"] = api.runs(deployment_ids, shape_start)
+    result["cold"]["breakdown"] = cold_breakdown(cold, result["flow_runs"], triggered)
     result["flow_runs_by_deployment"] = {
-        name: api.count_runs([i], started_after=shape_start) for name, i in deployment_ids.items()}
+        name: api.count_runs([i], started_after=shape_start) for name, i in deployment_ids.items()
+    }
     return result
 
 
@@ -417,21 +536,34 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     mail_dir = settings.resolved_mail_capture_dir
     db_url = env["NEEDLECARE_DATABASE_URL"]
     database.upgrade(db_url)
-    stack = Stack(data_dir=data_dir, log_dir=log_dir, env=env,
-                  web_url=f"http://127.0.0.1:{settings.web_port}",
-                  api_url=settings.prefect_api_url.rstrip("/"), secret=register_clinic(db_url),
-                  mail_dir=mail_dir)
+    stack = Stack(
+        data_dir=data_dir,
+        log_dir=log_dir,
+        env=env,
+        web_url=f"http://127.0.0.1:{settings.web_port}",
+        api_url=settings.prefect_api_url.rstrip("/"),
+        secret=register_clinic(db_url),
+    )
     rng = random.Random(args.seed)
     events = EventFactory(stack.secret)
     mailbox = Mailbox(mail_dir)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "prefect": version("prefect"), "platform": platform.platform()},
-        "settings": {"drain_linger_seconds": settings.drain_linger_seconds,
-                     "drain_poll_seconds": settings.drain_poll_seconds,
-                     "sweep_interval_seconds": settings.sweep_interval_seconds,
-                     "runner_poll_frequency_s": 1, "trigger_within_s": 15, "database": "sqlite"},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "prefect": version("prefect"),
+            "sqlalchemy": version("sqlalchemy"),
+            "platform": platform.platform(),
+        },
+        "settings": {
+            "drain_linger_seconds": settings.drain_linger_seconds,
+            "drain_poll_seconds": settings.drain_poll_seconds,
+            "sweep_interval_seconds": settings.sweep_interval_seconds,
+            "runner_poll_frequency_s": 1,
+            "trigger_within_s": 15,
+            "database": "sqlite",
+        },
         "parameters": {k: v for k, v in vars(args).items() if k != "keep"},
         "load_average_at_start": os.getloadavg(),
     }
@@ -442,11 +574,22 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         start_core(stack, settings)
         flows = spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, log_dir)
         stack.children.append(flows)
-        product_ids = wait_deployments(stack, api, PRODUCT_DEPLOYMENTS, {PRODUCT_TRIGGERED},
-                                       "product startup")
+        product_ids = wait_deployments(stack, api, PRODUCT_DEPLOYMENTS, {PRODUCT_TRIGGERED}, "product startup")
         results["product"] = run_shape(
-            stack, api, mailbox, events, product_ids, "product", args.latency_events, args.burst,
-            args.workers, 120 + 0.5 * args.burst, rng)
+            stack,
+            api,
+            mailbox,
+            events,
+            product_ids,
+            PRODUCT_TRIGGERED,
+            "product",
+            cold_events=args.cold_events,
+            latency_events=args.latency_events,
+            burst=args.burst,
+            workers=args.workers,
+            burst_timeout=120 + 0.5 * args.burst,
+            rng=rng,
+        )
 
         print("\n[naive] stopping the product's flows and deleting their deployments…", flush=True)
         stop_all([flows])
@@ -455,13 +598,24 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             api.delete_deployment(deployment_id)
         naive = spawn("naive-flows", [str(BIN / "python"), "-m", "bench.naive_serve"], env, log_dir)
         stack.children.append(naive)
-        naive_ids = wait_deployments(stack, api, (NAIVE_DEPLOYMENT,), {NAIVE_DEPLOYMENT},
-                                     "naive startup")
+        naive_ids = wait_deployments(stack, api, (NAIVE_DEPLOYMENT,), {NAIVE_DEPLOYMENT}, "naive startup")
         results["naive"] = run_shape(
-            stack, api, mailbox, events, naive_ids, "naive", args.naive_latency_events,
-            args.naive_burst, args.workers, 120 + 4 * args.naive_burst, rng)
-        results["log_findings"] = scan_logs(log_dir)
+            stack,
+            api,
+            mailbox,
+            events,
+            naive_ids,
+            NAIVE_DEPLOYMENT,
+            "naive",
+            cold_events=args.cold_events,
+            latency_events=args.naive_latency_events,
+            burst=args.naive_burst,
+            workers=args.workers,
+            burst_timeout=120 + 6 * args.naive_burst,
+            rng=rng,
+        )
         results["load_average_at_end"] = os.getloadavg()
+        results["log_findings"] = scan_logs(log_dir)
         return results
     finally:
         # Nothing may be left behind, also on a second Ctrl-C while stopping.
@@ -474,8 +628,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 
 
 def scan_logs(log_dir: Path) -> dict[str, dict[str, int]]:
-    """Counts of a few tell-tale lines per log (what failed quietly while we measured)."""
-    needles = ("Traceback", "database is locked", "Crashed", "Failed", "lost", "ERROR")
+    """Counts of a few tell-tale strings per log (what failed quietly while we measured)."""
+    needles = ("Traceback", "database is locked", "Crashed", "Failed", "ERROR")
     found: dict[str, dict[str, int]] = {}
     for path in sorted(log_dir.glob("*.log")):
         text = path.read_text(errors="replace")
@@ -492,53 +646,96 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+Row = tuple[str, float | int | None, float | int | None, float | None, str]
+
+
 def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     p, n = results["product"], results["naive"]
-    rows: list[tuple[str, float, float, float | None, str]] = []
     ratios: dict[str, float | None] = {}
-    for key, label in (("first_event_s", "latency, first event (cold), s"),
-                       ("p50_s", "latency p50 (steady trickle), s"),
-                       ("p95_s", "latency p95, s"), ("max_s", "latency max, s")):
-        r = ratio(n["latency"][key], p["latency"][key])
-        ratios[f"latency_{key}_naive_over_product"] = r
-        rows.append((label, p["latency"][key], n["latency"][key], r, "naive/product"))
-    rows.append(("flow runs during latency phase", p["latency"]["flow_runs_started"],
-                 n["latency"]["flow_runs_started"], None, ""))
-    rows.append(("burst size (events)", p["burst"]["events"], n["burst"]["events"], None, ""))
-    for key, label in (("accepted_per_s", "burst: POSTs accepted/s"),
-                       ("emails_per_s", "burst: end-to-end emails/s")):
-        r = ratio(p["burst"][key], n["burst"][key])
-        ratios[f"burst_{key}_product_over_naive"] = r
-        rows.append((label, p["burst"][key], n["burst"][key], r, "product/naive"))
-    rows.append(("burst: first POST → first email, s", p["burst"]["first_email_s"],
-                 n["burst"]["first_email_s"], None, ""))
-    rows.append(("burst: first POST → last email, s", p["burst"]["last_email_s"],
-                 n["burst"]["last_email_s"], None, ""))
-    rows.append(("flow runs during burst", p["burst"]["flow_runs_started"],
-                 n["burst"]["flow_runs_started"], None, ""))
-    m = results["machine"]
+
+    def compared(label: str, pv: float, nv: float, key: str, naive_over_product: bool) -> Row:
+        r = ratio(nv, pv) if naive_over_product else ratio(pv, nv)
+        how = "naive/product" if naive_over_product else "product/naive"
+        ratios[f"{key}_{how.replace('/', '_over_')}"] = r
+        return (label, pv, nv, r, how)
+
+    pc, nc = p["cold"], n["cold"]
+    rows: list[Row] = [
+        ("stack's first event (warm-up), s", p["warmup_s"], n["warmup_s"], None, ""),
+        compared(f"isolated event (cold, n={pc['events']}) p50, s", pc["p50_s"], nc["p50_s"], "cold_p50", True),
+        (
+            "  of which 202 → flow run created, s",
+            pc["breakdown"]["to_run_created_p50_s"],
+            nc["breakdown"]["to_run_created_p50_s"],
+            None,
+            "",
+        ),
+        (
+            "  of which 202 → flow run Running, s",
+            pc["breakdown"]["to_run_running_p50_s"],
+            nc["breakdown"]["to_run_running_p50_s"],
+            None,
+            "",
+        ),
+        ("trickle events (0-1 s gaps)", p["trickle"]["events"], n["trickle"]["events"], None, ""),
+    ]
+    for key in ("p50_s", "p95_s", "max_s"):
+        rows.append(
+            compared(
+                f"trickle latency {key.removesuffix('_s')}, s",
+                p["trickle"][key],
+                n["trickle"][key],
+                f"trickle_{key.removesuffix('_s')}",
+                True,
+            )
+        )
+    rows += [
+        ("flow runs during trickle", p["trickle"]["flow_runs_started"], n["trickle"]["flow_runs_started"], None, ""),
+        ("burst size (events)", p["burst"]["events"], n["burst"]["events"], None, ""),
+        compared(
+            "burst: POSTs accepted/s",
+            p["burst"]["accepted_per_s"],
+            n["burst"]["accepted_per_s"],
+            "burst_accepted_per_s",
+            False,
+        ),
+        compared(
+            "burst: end-to-end emails/s",
+            p["burst"]["emails_per_s"],
+            n["burst"]["emails_per_s"],
+            "burst_emails_per_s",
+            False,
+        ),
+        ("burst: first POST → first email, s", p["burst"]["first_email_s"], n["burst"]["first_email_s"], None, ""),
+        ("burst: first POST → last email, s", p["burst"]["last_email_s"], n["burst"]["last_email_s"], None, ""),
+        ("flow runs during burst", p["burst"]["flow_runs_started"], n["burst"]["flow_runs_started"], None, ""),
+    ]
+    m, st = results["machine"], results["settings"]
     lines = [
         f"event → email benchmark, {results['date']}",
-        f"cores {m['cpu_count']} · python {m['python']} · prefect {m['prefect']} · SQLite · "
-        f"loopback only · load avg at start {results['load_average_at_start'][0]:.2f}, "
+        f"cores {m['cpu_count']} · python {m['python']} · prefect {m['prefect']} · "
+        f"sqlalchemy {m['sqlalchemy']} · SQLite · loopback only",
+        f"load average (1 min) at start {results['load_average_at_start'][0]:.2f}, "
         f"at end {results['load_average_at_end'][0]:.2f}",
-        f"product: debounced trigger (within 15 s) + drain lingering "
-        f"{results['settings']['drain_linger_seconds']:g} s + sweep every "
-        f"{results['settings']['sweep_interval_seconds']} s; "
-        "naive: one flow run per event",
+        f"product: debounced trigger (within {st['trigger_within_s']} s) + drain lingering "
+        f"{st['drain_linger_seconds']:g} s + sweep every {st['sweep_interval_seconds']} s",
+        "naive: one flow run per event (bench/naive_flow.py)",
         "",
-        f"{'figure':<38}{'product':>10}{'naive':>10}{'ratio':>9}  ",
-        "-" * 80,
+        f"{'figure':<40}{'product':>10}{'naive':>10}   ratio",
+        "-" * 84,
     ]
     for label, pv, nv, r, how in rows:
-        rs = f"{r:8.1f}x {how}" if r is not None else ""
-        lines.append(f"{label:<38}{_fmt(pv):>10}{_fmt(nv):>10} {rs}")
-    lines.append(f"flow runs by deployment: product {p['flow_runs_by_deployment']}, "
-                 f"naive {n['flow_runs_by_deployment']}")
+        rs = f"{r:7.1f}x {how}" if r is not None else ""
+        lines.append(f"{label:<40}{_fmt(pv):>10}{_fmt(nv):>10} {rs}".rstrip())
+    lines.append(
+        f"flow runs by deployment: product {p['flow_runs_by_deployment']}, naive {n['flow_runs_by_deployment']}"
+    )
     return "\n".join(lines), ratios
 
 
-def _fmt(value: float | int) -> str:
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, int):
         return str(value)
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
@@ -552,21 +749,28 @@ def write_results(results: dict[str, Any]) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.event_to_email", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--latency-events", type=int, default=50,
-                        help="product: events sent one at a time (default 50)")
-    parser.add_argument("--burst", type=int, default=1000,
-                        help="product: burst size (default 1000)")
-    parser.add_argument("--naive-latency-events", type=int, default=20,
-                        help="naive: events sent one at a time (default 20)")
-    parser.add_argument("--naive-burst", type=int, default=100,
-                        help="naive: burst size (default 100; ~0.7 runs/s on 2 cores)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.event_to_email", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--latency-events", type=int, default=50, help="product: trickle events, one at a time, 0-1 s gaps (default 50)"
+    )
+    parser.add_argument("--burst", type=int, default=1000, help="product: burst size (default 1000)")
+    parser.add_argument(
+        "--cold-events",
+        type=int,
+        default=3,
+        help="both shapes: isolated events, each sent once no flow run is alive (default 3)",
+    )
+    parser.add_argument("--naive-latency-events", type=int, default=20, help="naive: trickle events (default 20)")
+    parser.add_argument(
+        "--naive-burst", type=int, default=100, help="naive: burst size (default 100; ~0.7 runs/s on 2 idle cores)"
+    )
     parser.add_argument("--workers", type=int, default=8, help="burst POST threads (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random gaps (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
-    for name in ("latency_events", "burst", "naive_latency_events", "naive_burst", "workers"):
+    for name in ("latency_events", "burst", "cold_events", "naive_latency_events", "naive_burst", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -586,8 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, data_dir)
     except PhaseFailed as exc:
         keep = True
-        print(f"\nFAILED {exc}\nEverything is stopped; logs kept in {data_dir / 'logs'}",
-              file=sys.stderr)
+        print(f"\nFAILED {exc}\nEverything is stopped; logs kept in {data_dir / 'logs'}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nInterrupted; everything is stopped.", file=sys.stderr)
@@ -604,9 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     table, ratios = build_table(results)
     results["ratios"] = ratios
+    results["table"] = table.splitlines()
     print("\n" + table)
     if results["log_findings"]:
-        print(f"\nlog lines worth a look: {results['log_findings']}")
+        print(f"\nlog lines worth a look (counts per log): {results['log_findings']}")
     print(f"\ntotal wall time {results['wall_seconds']:.0f} s")
     print(f"results: {write_results(results)}")
     return 0

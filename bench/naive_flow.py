@@ -27,18 +27,29 @@ def plan_and_claim_one(db: Session, session_id: int) -> int | None:
     now = utcnow()
     key = outbox.aftercare_key(session_id)
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.exec(insert(Notification).values(
-        idempotency_key=key, kind=aftercare.TEMPLATE, channel="email", session_id=session_id,
-        patient_id=session.patient_id, status=S.PENDING.value, due_at=now, attempts=0,
-        created_at=now,
-    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
-    db.exec(update(TreatmentSession).where(col(TreatmentSession.id) == session_id,
-                                           col(TreatmentSession.planned_at).is_(None))
-            .values(planned_at=now))
+    db.exec(
+        insert(Notification)
+        .values(
+            idempotency_key=key,
+            kind=aftercare.TEMPLATE,
+            channel="email",
+            session_id=session_id,
+            patient_id=session.patient_id,
+            status=S.PENDING.value,
+            due_at=now,
+            attempts=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    db.exec(
+        update(TreatmentSession)
+        .where(col(TreatmentSession.id) == session_id, col(TreatmentSession.planned_at).is_(None))
+        .values(planned_at=now)
+    )
     claimed = db.exec(
         update(Notification)
-        .where(col(Notification.idempotency_key) == key,
-               col(Notification.status).in_([S.PENDING.value, S.RETRY.value]))
+        .where(col(Notification.idempotency_key) == key, col(Notification.status).in_([S.PENDING.value, S.RETRY.value]))
         .values(status=S.SENDING.value, claimed_at=now, attempts=col(Notification.attempts) + 1)
         .returning(col(Notification.id))
     ).first()

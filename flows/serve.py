@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
-from prefect.events import DeploymentEventTrigger
+from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
 
 from needlecare.settings import get_settings
 
@@ -28,22 +28,22 @@ def build_deployments(spec_path: Path = SPEC, sweep_interval: int | None = None)
     spec = yaml.safe_load(spec_path.read_text())
     deployments = []
     for item in spec["deployments"]:
-        triggers = [
-            DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
-            for t in item.get("triggers", [])
+        triggers: list[DeploymentTriggerTypes | TriggerTypes] = [
+            DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"}) for t in item.get("triggers", [])
         ]
         intervals = [s["interval"] for s in item.get("schedules", []) if "interval" in s]
         if intervals and sweep_interval:
             intervals = [sweep_interval]
-        deployments.append(
-            load_flow(item["entrypoint"]).to_deployment(
-                name=item["name"],
-                description=item.get("description"),
-                parameters=item.get("parameters") or {},
-                triggers=triggers or None,
-                interval=intervals[0] if intervals else None,
-            )
+        deployment = load_flow(item["entrypoint"]).to_deployment(
+            name=item["name"],
+            description=item.get("description"),
+            parameters=item.get("parameters") or {},
+            triggers=triggers or None,
+            interval=intervals[0] if intervals else None,
         )
+        if not isinstance(deployment, RunnerDeployment):  # to_deployment is sync outside an event loop
+            raise TypeError("to_deployment returned a coroutine; call build_deployments outside an event loop")
+        deployments.append(deployment)
     return deployments
 
 

@@ -5,7 +5,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
-
 from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 

@@ -10,12 +10,12 @@ from models.base import UTCDateTime, utcnow
 
 
 class NotificationStatus(StrEnum):
-    PENDING = "pending"    # planned, waiting for due_at
-    SENDING = "sending"    # claimed by one dispatcher; nobody else may touch it
-    RETRY = "retry"        # a transient failure; due again at due_at
-    SENT = "sent"          # handed to the transport
-    FAILED = "failed"      # permanent failure, or out of attempts; see last_error
-    SKIPPED = "skipped"    # not sent on purpose; see skip_reason
+    PENDING = "pending"  # planned, waiting for due_at
+    SENDING = "sending"  # claimed by one dispatcher; nobody else may touch it
+    RETRY = "retry"  # a transient failure; due again at due_at
+    SENT = "sent"  # handed to the transport
+    FAILED = "failed"  # permanent failure, or out of attempts; see last_error
+    SKIPPED = "skipped"  # not sent on purpose; see skip_reason
 
 
 class Notification(SQLModel, table=True):

@@ -128,9 +128,7 @@ def _check_email(value: str | None) -> str | None:
 
 class TreatmentSession(SQLModel, table=True):
     __tablename__ = "treatment_session"
-    __table_args__ = (
-        UniqueConstraint("clinic_id", "external_session_id", name="uq_session_external"),
-    )
+    __table_args__ = (UniqueConstraint("clinic_id", "external_session_id", name="uq_session_external"),)
 
     id: int | None = Field(default=None, primary_key=True)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)
@@ -147,7 +145,8 @@ class TreatmentSession(SQLModel, table=True):
     baseline_rom_value: float | None = None
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     planned_at: datetime | None = Field(
-        default=None, sa_column=Column(UTCDateTime, nullable=True, index=True),
+        default=None,
+        sa_column=Column(UTCDateTime, nullable=True, index=True),
         description="When the follow-up contacts were planned; NULL means a flow still has to",
     )
 
@@ -157,5 +156,3 @@ class SessionPublic(BaseModel):
 
     session_id: int
     status: Literal["accepted", "duplicate"]
-
-

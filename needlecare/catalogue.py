@@ -52,9 +52,7 @@ class Catalogue(BaseModel):
         for slug, injury in self.injuries.items():
             for measure in injury.measures:
                 if measure not in self.measures:
-                    raise ValueError(
-                        f"injuries.{slug}.measures names '{measure}', which is not under [measures]"
-                    )
+                    raise ValueError(f"injuries.{slug}.measures names '{measure}', which is not under [measures]")
         return self
 
     def is_trunk(self, regions: list[str]) -> bool:
@@ -71,9 +69,7 @@ def load_catalogue(path: Path) -> Catalogue:
     try:
         return Catalogue.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise CatalogueError(f"{path}: {problems}") from None
 
 

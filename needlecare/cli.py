@@ -16,8 +16,11 @@ from needlecare.clinics import ClinicExists, add_clinic
 from needlecare.sample import DEMO_CLINIC_ID, sample_bytes
 from needlecare.settings import get_settings
 
-app = typer.Typer(help="needlecare: follow-up after dry needling for runners' injuries.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="needlecare: follow-up after dry needling for runners' injuries.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 clinic_app = typer.Typer(help="Register and list clinics.", no_args_is_help=True)
 session_app = typer.Typer(help="Record completed sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Application database schema.", no_args_is_help=True)
@@ -55,10 +58,15 @@ def clinic_add(
     """Register a clinic and print its webhook secret (shown once: store it in the clinic's system)."""
     try:
         data = ClinicCreate.model_validate(
-            {"id": clinic_id, "name": name, "email": email, "phone": phone, "timezone": timezone})
+            {"id": clinic_id, "name": name, "email": email, "phone": phone, "timezone": timezone}
+        )
     except ValidationError as exc:
-        _fail("\n".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                        for e in exc.errors()), 2)
+        _fail(
+            "\n".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            ),
+            2,
+        )
         return
     with _db() as db:
         try:
@@ -82,8 +90,10 @@ def clinic_list() -> None:
 
 @session_app.command("complete")
 def session_complete(
-    file: Annotated[Path, typer.Option("--file", "-f", help="JSON file with the session-completed body; - for stdin",
-                                       allow_dash=True)],
+    file: Annotated[
+        Path,
+        typer.Option("--file", "-f", help="JSON file with the session-completed body; - for stdin", allow_dash=True),
+    ],
 ) -> None:
     """Record a completed session from a JSON file (same contract and checks as the HTTP API)."""
     try:

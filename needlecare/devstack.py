@@ -5,6 +5,7 @@ the local mail capture (in this process), the web app, and the served flows with
 Every child runs in its own process group, so stopping kills flow-run subprocesses too.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -62,17 +63,19 @@ def wait_http(url: str, timeout: float, child: Child | None = None) -> None:
 def child_env(settings: Settings) -> dict[str, str]:
     data_dir = settings.data_dir.resolve()
     env = dict(os.environ)
-    env.update({
-        "NEEDLECARE_DATA_DIR": str(data_dir),
-        "NEEDLECARE_DATABASE_URL": settings.database_url or f"sqlite:///{data_dir / 'needlecare.db'}",
-        "NEEDLECARE_PREFECT_API_URL": settings.prefect_api_url,
-        "PREFECT_API_URL": settings.prefect_api_url,
-        "PREFECT_HOME": str(data_dir / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-        "PREFECT_UI_API_URL": settings.prefect_api_url,
-    })
+    env.update(
+        {
+            "NEEDLECARE_DATA_DIR": str(data_dir),
+            "NEEDLECARE_DATABASE_URL": settings.database_url or f"sqlite:///{data_dir / 'needlecare.db'}",
+            "NEEDLECARE_PREFECT_API_URL": settings.prefect_api_url,
+            "PREFECT_API_URL": settings.prefect_api_url,
+            "PREFECT_HOME": str(data_dir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RUNNER_POLL_FREQUENCY": env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            "PREFECT_UI_API_URL": settings.prefect_api_url,
+        }
+    )
     return env
 
 
@@ -85,20 +88,15 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Chi
 def stop_all(children: list[Child], grace: float = 10.0) -> None:
     for child in reversed(children):
         if child.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for child in reversed(children):
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # the group may hold grandchildren (flow runs, server services) even if the leader exited
+        # the group may hold grandchildren (flow runs, server services) even if the leader exited
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def ensure_demo_clinic(settings: Settings) -> str:
@@ -106,9 +104,17 @@ def ensure_demo_clinic(settings: Settings) -> str:
         clinic = db.get(Clinic, DEMO_CLINIC_ID)
         if clinic is not None:
             return clinic.webhook_secret
-        _, secret = add_clinic(db, ClinicCreate(
-            id=DEMO_CLINIC_ID, name="Riverside Physio", email="front-desk@riverside.example",
-            phone="+15550100200", timezone="America/New_York"), actor="make-run")
+        _, secret = add_clinic(
+            db,
+            ClinicCreate(
+                id=DEMO_CLINIC_ID,
+                name="Riverside Physio",
+                email="front-desk@riverside.example",
+                phone="+15550100200",
+                timezone="America/New_York",
+            ),
+            actor="make-run",
+        )
         return secret
 
 
@@ -119,13 +125,21 @@ def run(settings: Settings, say: "Say") -> int:
     data_dir = settings.data_dir.resolve()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    busy = [f"{name} port {port}" for name, port in (
-        ("web", settings.web_port), ("Prefect", settings.prefect_port), ("SMTP capture", settings.smtp_capture_port))
-        if not port_free("127.0.0.1", port)]
+    busy = [
+        f"{name} port {port}"
+        for name, port in (
+            ("web", settings.web_port),
+            ("Prefect", settings.prefect_port),
+            ("SMTP capture", settings.smtp_capture_port),
+        )
+        if not port_free("127.0.0.1", port)
+    ]
     if busy:
-        say(f"Cannot start: {', '.join(busy)} already in use. Stop what holds it, or choose other ports with "
+        say(
+            f"Cannot start: {', '.join(busy)} already in use. Stop what holds it, or choose other ports with "
             "NEEDLECARE_WEB_PORT / NEEDLECARE_PREFECT_PORT (and NEEDLECARE_PREFECT_API_URL) / "
-            "NEEDLECARE_SMTP_CAPTURE_PORT.")
+            "NEEDLECARE_SMTP_CAPTURE_PORT."
+        )
         return 1
     env = child_env(settings)
     database.upgrade(env["NEEDLECARE_DATABASE_URL"])
@@ -140,17 +154,36 @@ def run(settings: Settings, say: "Say") -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    capture = start_capture(settings.resolved_mail_capture_dir.resolve(), settings.smtp_capture_host,
-                            settings.smtp_capture_port)
+    capture = start_capture(
+        settings.resolved_mail_capture_dir.resolve(), settings.smtp_capture_host, settings.smtp_capture_port
+    )
     try:
         say(f"Starting the Prefect server on 127.0.0.1:{settings.prefect_port} (first start takes ~30 s)…")
-        server = spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                          "--port", str(settings.prefect_port)], env, log_dir)
+        server = spawn(
+            "prefect-server",
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+            env,
+            log_dir,
+        )
         children.append(server)
         wait_http(settings.prefect_api_url.rstrip("/") + "/health", 120, server)
         say("Starting the web app and the flows…")
-        web = spawn("web", [str(BIN / "python"), "-m", "uvicorn", "needlecare.web.app:app_from_env", "--factory",
-                            "--host", settings.web_host, "--port", str(settings.web_port)], env, log_dir)
+        web = spawn(
+            "web",
+            [
+                str(BIN / "python"),
+                "-m",
+                "uvicorn",
+                "needlecare.web.app:app_from_env",
+                "--factory",
+                "--host",
+                settings.web_host,
+                "--port",
+                str(settings.web_port),
+            ],
+            env,
+            log_dir,
+        )
         children.append(web)
         children.append(spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, log_dir))
         wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", 60, web)
@@ -161,8 +194,10 @@ def run(settings: Settings, say: "Say") -> int:
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
-                    say(f"{child.name} stopped unexpectedly (exit {child.process.returncode}); "
-                        f"see {log_dir / (child.name + '.log')}. Shutting down.")
+                    say(
+                        f"{child.name} stopped unexpectedly (exit {child.process.returncode}); "
+                        f"see {log_dir / (child.name + '.log')}. Shutting down."
+                    )
                     return 1
             time.sleep(0.5)
         say("\nStopping…")

@@ -41,7 +41,7 @@ def prefect_emitter(event: AppEvent) -> None:
             payload=dict(event.payload),
             id=event.id,
         )
-    except Exception:  # noqa: BLE001 - events are best effort by design; the database is the truth
+    except Exception:
         return
 
 

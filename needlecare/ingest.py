@@ -67,8 +67,13 @@ def find_clinic(db: Session, data: dict[str, Any]) -> Clinic:
     clinic = db.get(Clinic, clinic_id)
     if clinic is None:
         raise InvalidSession(
-            [Problem(("clinic_id",), f"unknown clinic '{clinic_id[:64]}'; register it with "
-                     "`needlecare clinic add`", "unknown_clinic")]
+            [
+                Problem(
+                    ("clinic_id",),
+                    f"unknown clinic '{clinic_id[:64]}'; register it with `needlecare clinic add`",
+                    "unknown_clinic",
+                )
+            ]
         )
     return clinic
 
@@ -79,9 +84,7 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
     try:
         body = SessionCompleted.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSession(
-            [Problem(tuple(e["loc"]), _message(e), e["type"]) for e in exc.errors()]
-        ) from None
+        raise InvalidSession([Problem(tuple(e["loc"]), _message(e), e["type"]) for e in exc.errors()]) from None
     problems: list[Problem] = []
     if body.injury not in catalogue.injuries:
         allowed = ", ".join(sorted(catalogue.injuries))
@@ -98,14 +101,20 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
     if rom is not None and body.injury in catalogue.injuries:
         allowed_measures = catalogue.injuries[body.injury].measures
         if rom.measure not in allowed_measures:
-            problems.append(Problem(("baseline", "rom", "measure"),
-                                    f"'{rom.measure}' is not a ROM measure for {body.injury}; "
-                                    f"allowed: {', '.join(allowed_measures)}"))
+            problems.append(
+                Problem(
+                    ("baseline", "rom", "measure"),
+                    f"'{rom.measure}' is not a ROM measure for {body.injury}; allowed: {', '.join(allowed_measures)}",
+                )
+            )
         else:
             m = catalogue.measures[rom.measure]
             if not m.min <= rom.value <= m.max:
-                problems.append(Problem(("baseline", "rom", "value"),
-                                        f"{rom.value} {m.unit} is outside {m.min:g} to {m.max:g} {m.unit}"))
+                problems.append(
+                    Problem(
+                        ("baseline", "rom", "value"), f"{rom.value} {m.unit} is outside {m.min:g} to {m.max:g} {m.unit}"
+                    )
+                )
     if problems:
         raise InvalidSession(problems)
     return body
@@ -193,8 +202,15 @@ def _insert(db: Session, body: SessionCompleted, *, actor: str) -> int:
     db.add(session)
     db.flush()
     session_id = _id(session.id)
-    db.add(AuditEvent(actor=actor, action="session.recorded", entity="treatment_session",
-                      entity_id=str(session_id), detail={"patient_id": patient.id, "clinic_id": body.clinic_id}))
+    db.add(
+        AuditEvent(
+            actor=actor,
+            action="session.recorded",
+            entity="treatment_session",
+            entity_id=str(session_id),
+            detail={"patient_id": patient.id, "clinic_id": body.clinic_id},
+        )
+    )
     return session_id
 
 

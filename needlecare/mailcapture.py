@@ -30,9 +30,15 @@ class CapturedMail:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "received_at": self.received_at.isoformat(), "from": self.mail_from,
-            "to": self.to, "subject": self.subject, "text": self.text, "html": self.html,
-            "headers": self.headers, "attachments": self.attachments,
+            "id": self.id,
+            "received_at": self.received_at.isoformat(),
+            "from": self.mail_from,
+            "to": self.to,
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "headers": self.headers,
+            "attachments": self.attachments,
         }
 
 
@@ -40,7 +46,7 @@ class _Handler:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         tmp = self.directory / f".{stamp}.tmp"
         tmp.write_bytes(envelope.original_content or envelope.content)

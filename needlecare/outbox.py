@@ -76,9 +76,10 @@ def plan_pending_sessions(db: Session, *, now: datetime, limit: int = 500) -> in
             "created_at": now,
         }
         for sid, pid in pending
+        if sid is not None
     ]
     _insert_ignore(db, rows)
-    ids = [sid for sid, _ in pending]
+    ids = [sid for sid, _ in pending if sid is not None]
     db.exec(
         update(TreatmentSession)
         .where(col(TreatmentSession.id).in_(ids), col(TreatmentSession.planned_at).is_(None))
@@ -116,8 +117,9 @@ def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -
     return sorted(ids)
 
 
-def deliver(db: Session, notification_id: int, *, now: datetime, settings: Settings,
-            catalogue: Catalogue | None = None) -> NotificationStatus:
+def deliver(
+    db: Session, notification_id: int, *, now: datetime, settings: Settings, catalogue: Catalogue | None = None
+) -> NotificationStatus:
     """Send one claimed notice, or record why not. Returns the row's new status."""
     catalogue = catalogue or get_catalogue()
     n = db.get(Notification, notification_id)
@@ -131,12 +133,17 @@ def deliver(db: Session, notification_id: int, *, now: datetime, settings: Setti
     reason = _skip_reason(patient, session, now=now, settings=settings)
     if reason:
         return _finish(db, n, S.SKIPPED, skip_reason=reason)
-    ctx = aftercare.context(aftercare.AftercareInputs(clinic, patient, session), catalogue,
-                            now=now, base_url=settings.public_base_url)
+    ctx = aftercare.context(
+        aftercare.AftercareInputs(clinic, patient, session), catalogue, now=now, base_url=settings.public_base_url
+    )
     email = render_email(n.kind, ctx)
     try:
-        send_email(settings.resolved_patient_email_url, patient.email or "", email,
-                   headers={"X-Needlecare-Notification": str(n.id)})
+        send_email(
+            settings.resolved_patient_email_url,
+            patient.email or "",
+            email,
+            headers={"X-Needlecare-Notification": str(n.id)},
+        )
     except PermanentDeliveryError as exc:
         return _finish(db, n, S.FAILED, error=str(exc))
     except DeliveryError as exc:
@@ -161,16 +168,29 @@ def _skip_reason(patient: Patient, session: TreatmentSession, *, now: datetime, 
     return None
 
 
-def _finish(db: Session, n: Notification, status: NotificationStatus, *, error: str | None = None,
-            skip_reason: str | None = None) -> NotificationStatus:
+def _finish(
+    db: Session,
+    n: Notification,
+    status: NotificationStatus,
+    *,
+    error: str | None = None,
+    skip_reason: str | None = None,
+) -> NotificationStatus:
     n.status = status
     n.last_error = error[:2000] if error else n.last_error
     n.skip_reason = skip_reason
     n.claimed_at = None
     db.add(n)
     if status in (S.FAILED, S.SKIPPED):
-        db.add(AuditEvent(actor="outbox", action=f"notification.{status.value}", entity="notification",
-                          entity_id=str(n.id), detail={"reason": skip_reason or "see last_error"}))
+        db.add(
+            AuditEvent(
+                actor="outbox",
+                action=f"notification.{status.value}",
+                entity="notification",
+                entity_id=str(n.id),
+                detail={"reason": skip_reason or "see last_error"},
+            )
+        )
     db.commit()
     return status
 

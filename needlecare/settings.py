@@ -24,9 +24,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the application database; default sqlite:///<data_dir>/needlecare.db. "
         "PostgreSQL: postgresql+psycopg://user:pass@host/db",
     )
-    prefect_api_url: str = Field(
-        default="http://127.0.0.1:4200/api", description="Prefect API every process talks to."
-    )
+    prefect_api_url: str = Field(default="http://127.0.0.1:4200/api", description="Prefect API every process talks to.")
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server `make run` starts.")
     web_host: str = Field(default="127.0.0.1", description="Interface the web app binds to.")
     web_port: int = Field(default=8000, description="Port of the web app.")
@@ -49,8 +47,7 @@ class Settings(BaseSettings):
     )
     webhook_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Per-clinic webhook secrets that override the database, as JSON: "
-        '{"riverside-physio": "..."}',
+        description='Per-clinic webhook secrets that override the database, as JSON: {"riverside-physio": "..."}',
     )
     aftercare_max_age_hours: float = Field(
         default=48, description="An aftercare notice older than this after the session is skipped, not sent."
@@ -99,10 +96,7 @@ class Settings(BaseSettings):
     def resolved_patient_email_url(self) -> str:
         if self.patient_email_url:
             return self.patient_email_url
-        return (
-            f"mailto://{self.smtp_capture_host}:{self.smtp_capture_port}"
-            f"?mode=insecure&from={self.mail_from}"
-        )
+        return f"mailto://{self.smtp_capture_host}:{self.smtp_capture_port}?mode=insecure&from={self.mail_from}"
 
     @property
     def is_development(self) -> bool:

@@ -53,8 +53,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(env="test", data_dir=tmp_path, database_url=db_url, smtp_capture_port=free_port(),
-                    public_base_url="http://needlecare.test")
+    return Settings(
+        env="test",
+        data_dir=tmp_path,
+        database_url=db_url,
+        smtp_capture_port=free_port(),
+        public_base_url="http://needlecare.test",
+    )
 
 
 @pytest.fixture
@@ -68,10 +73,18 @@ CLINIC_SECRET = "whsec_test_secret_for_riverside"
 
 @pytest.fixture
 def clinic(db: Session) -> Clinic:
-    created, _ = add_clinic(db, ClinicCreate(id="riverside-physio", name="Riverside Physio",
-                                             email="front-desk@riverside.example", phone="+15550100200",
-                                             timezone="America/New_York"),
-                            actor="test", secret=CLINIC_SECRET)
+    created, _ = add_clinic(
+        db,
+        ClinicCreate(
+            id="riverside-physio",
+            name="Riverside Physio",
+            email="front-desk@riverside.example",
+            phone="+15550100200",
+            timezone="America/New_York",
+        ),
+        actor="test",
+        secret=CLINIC_SECRET,
+    )
     return created
 
 

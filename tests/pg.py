@@ -22,8 +22,9 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@/{database}?host={self.data_dir}&port={self.port}"
 
     def admin(self) -> psycopg.Connection:
-        return psycopg.connect(host=str(self.data_dir), port=self.port, user="postgres", dbname="postgres",
-                               autocommit=True)
+        return psycopg.connect(
+            host=str(self.data_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
 
     def create_database(self) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
@@ -36,8 +37,9 @@ class PgCluster:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
-        _run_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"],
-                         check=False)
+        _run_as_postgres(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"], check=False
+        )
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
@@ -48,8 +50,10 @@ def find_bin_dir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
-    raise RuntimeError("PostgreSQL server binaries not found: install the 'postgresql' package "
-                       "(`.ci/run` does this) to run the PostgreSQL half of the suite")
+    raise RuntimeError(
+        "PostgreSQL server binaries not found: install the 'postgresql' package "
+        "(`.ci/run` does this) to run the PostgreSQL half of the suite"
+    )
 
 
 def _run_as_postgres(args: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -65,11 +69,24 @@ def start_cluster(port: int) -> PgCluster:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         root.chmod(0o755)
-    _run_as_postgres([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust",
-                      "--no-sync", "-E", "UTF8"])
+    _run_as_postgres(
+        [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+    )
     options = f"-F -k {data_dir} -p {port} -c listen_addresses='' -c max_connections=200"
-    result = _run_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-w",
-                               "-l", str(data_dir / "server.log"), "start"], check=False)
+    result = _run_as_postgres(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(data_dir / "server.log"),
+            "start",
+        ],
+        check=False,
+    )
     if result.returncode != 0:
         log = (data_dir / "server.log").read_text() if (data_dir / "server.log").exists() else ""
         raise RuntimeError(f"PostgreSQL did not start: {result.stderr.decode()} {log[-2000:]}")

@@ -5,8 +5,16 @@ import pytest
 from needlecare.catalogue import DEFAULT_PATH, CatalogueError, get_catalogue, load_catalogue
 
 DOMAIN_SLUGS = {
-    "achilles_tendinopathy", "plantar_fasciitis", "mtss", "pfps", "itbs", "hamstring_strain",
-    "calf_strain", "piriformis_syndrome", "gluteal_tendinopathy", "bone_stress_injury",
+    "achilles_tendinopathy",
+    "plantar_fasciitis",
+    "mtss",
+    "pfps",
+    "itbs",
+    "hamstring_strain",
+    "calf_strain",
+    "piriformis_syndrome",
+    "gluteal_tendinopathy",
+    "bone_stress_injury",
 }
 
 

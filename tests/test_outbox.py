@@ -70,7 +70,7 @@ def test_two_dispatchers_never_send_the_same_notice(
             for _ in range(5):
                 with Session(database.get_engine(db_url), expire_on_commit=False) as own:
                     outbox.run_pass(own, now=utcnow(), settings=settings, batch=4)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=dispatcher) for _ in range(3)]
@@ -87,9 +87,7 @@ def test_two_dispatchers_never_send_the_same_notice(
     assert len(ids) == 30 and len(set(ids)) == 30
 
 
-def test_smtp_down_is_retried_with_backoff_then_sent(
-    db: Session, clinic: Clinic, settings: Settings
-) -> None:
+def test_smtp_down_is_retried_with_backoff_then_sent(db: Session, clinic: Clinic, settings: Settings) -> None:
     _record(db, 1)
     now = utcnow()
     result = outbox.run_pass(db, now=now, settings=settings)  # nothing listens on the SMTP port yet

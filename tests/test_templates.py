@@ -170,9 +170,7 @@ def test_renders_without_clinic_phone() -> None:
 
 
 def test_renders_with_no_regions_or_injury_name() -> None:
-    email = render_email(
-        "aftercare", _context("itbs", trunk_warning=False, regions=[], injury_name="")
-    )
+    email = render_email("aftercare", _context("itbs", trunk_warning=False, regions=[], injury_name=""))
     assert "Where we used needles" not in email.text
     assert "What we are treating" not in email.text
     assert FIRST_NAME in email.html

@@ -17,8 +17,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # Events go to the Prefect API named in settings (never an ephemeral server).
     os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
-    app = FastAPI(title="needlecare", version="0.1.0",
-                  description="Follow-up after dry needling: ingress API, outbox and pages.")
+    app = FastAPI(
+        title="needlecare", version="0.1.0", description="Follow-up after dry needling: ingress API, outbox and pages."
+    )
     app.state.settings = settings
     app.include_router(ingress.router)
     app.include_router(pages.router)
@@ -29,10 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         reference = uuid.uuid4().hex[:12]
         # The exception type and a reference only: messages may carry request data.
-        log.error("unhandled %s on %s %s (ref %s)", type(exc).__name__, request.method,
-                  request.url.path, reference)
-        return JSONResponse(status_code=500, content={
-            "detail": "internal error; nothing was stored half-way", "reference": reference})
+        log.error("unhandled %s on %s %s (ref %s)", type(exc).__name__, request.method, request.url.path, reference)
+        return JSONResponse(
+            status_code=500, content={"detail": "internal error; nothing was stored half-way", "reference": reference}
+        )
 
     return app
 

@@ -44,8 +44,10 @@ def _handle(raw: bytes, signature: str | None, settings: Settings) -> tuple[int,
             data = ingest.parse_json(raw)
             clinic = ingest.find_clinic(db, data)
             if not verify(raw, webhook_secret(clinic, settings), signature):
-                return 401, {"detail": f"missing or invalid {SIGNATURE_HEADER}: expected "
-                                       "sha256=<hex HMAC-SHA256 of the raw body with the clinic's secret>"}
+                return 401, {
+                    "detail": f"missing or invalid {SIGNATURE_HEADER}: expected "
+                    "sha256=<hex HMAC-SHA256 of the raw body with the clinic's secret>"
+                }
             body = ingest.validate(data)
         except ingest.InvalidSession as exc:
             return 422, {"detail": [p.as_dict() for p in exc.problems]}

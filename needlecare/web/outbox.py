@@ -32,5 +32,7 @@ def outbox_html(mail_id: str, settings: SettingsDep) -> HTMLResponse:
     path = settings.resolved_mail_capture_dir / f"{mail_id}.eml"
     if not path.is_file():
         raise HTTPException(status_code=404, detail="no such message")
-    return HTMLResponse(read_mail(path).html, headers={
-        "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'"})
+    return HTMLResponse(
+        read_mail(path).html,
+        headers={"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'"},
+    )

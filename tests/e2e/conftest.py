@@ -45,28 +45,60 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         db_url = cluster.url(pg_name)
     database.upgrade(db_url)
     with Session(database.get_engine(db_url)) as db:
-        add_clinic(db, ClinicCreate(id="riverside-physio", name="Riverside Physio", phone="+15550100200",
-                                    email="front-desk@riverside.example", timezone="America/New_York"),
-                   actor="test", secret=CLINIC_SECRET)
+        add_clinic(
+            db,
+            ClinicCreate(
+                id="riverside-physio",
+                name="Riverside Physio",
+                phone="+15550100200",
+                email="front-desk@riverside.example",
+                timezone="America/New_York",
+            ),
+            actor="test",
+            secret=CLINIC_SECRET,
+        )
     smtp_port, web_port = free_port(), free_port()
     env = base_env(prefect_server.home, prefect_server.api_url)
-    env.update({
-        "NEEDLECARE_ENV": "test",
-        "NEEDLECARE_DATA_DIR": str(root),
-        "NEEDLECARE_DATABASE_URL": db_url,
-        "NEEDLECARE_PREFECT_API_URL": prefect_server.api_url,
-        "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port),
-        "NEEDLECARE_WEB_PORT": str(web_port),
-        "NEEDLECARE_SWEEP_INTERVAL_SECONDS": "5",
-        "NEEDLECARE_DRAIN_LINGER_SECONDS": "5",
-    })
+    env.update(
+        {
+            "NEEDLECARE_ENV": "test",
+            "NEEDLECARE_DATA_DIR": str(root),
+            "NEEDLECARE_DATABASE_URL": db_url,
+            "NEEDLECARE_PREFECT_API_URL": prefect_server.api_url,
+            "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port),
+            "NEEDLECARE_WEB_PORT": str(web_port),
+            "NEEDLECARE_SWEEP_INTERVAL_SECONDS": "5",
+            "NEEDLECARE_DRAIN_LINGER_SECONDS": "5",
+        }
+    )
     capture = start_capture(root / "outbox", port=smtp_port)
-    s = Stack(root=root, db_url=db_url, env=env, web_url=f"http://127.0.0.1:{web_port}",
-              mail_dir=root / "outbox", capture=capture)
+    s = Stack(
+        root=root,
+        db_url=db_url,
+        env=env,
+        web_url=f"http://127.0.0.1:{web_port}",
+        mail_dir=root / "outbox",
+        capture=capture,
+    )
     try:
-        s.children.append(spawn("web", [str(BIN / "python"), "-m", "uvicorn", "needlecare.web.app:app_from_env",
-                                        "--factory", "--host", "127.0.0.1", "--port", str(web_port)],
-                                env, root / "logs"))
+        s.children.append(
+            spawn(
+                "web",
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "uvicorn",
+                    "needlecare.web.app:app_from_env",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(web_port),
+                ],
+                env,
+                root / "logs",
+            )
+        )
         s.children.append(spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, root / "logs"))
         wait_http(s.web_url + "/healthz", 60, s.children[0])
         s.wait_for(lambda: _deployment_ready(prefect_server), 90, "the served deployments")

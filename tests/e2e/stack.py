@@ -20,13 +20,15 @@ BIN = Path(sys.executable).parent
 
 def base_env(prefect_home: Path, api_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
-    env.update({
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+    )
     return env
 
 
@@ -44,9 +46,13 @@ class PrefectServer:
     def start(self) -> None:
         env = base_env(self.home, self.api_url)
         out = self.log.open("ab")
-        process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                                    str(self.port)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.child = Child("prefect-server", process)
         wait_http(self.api_url + "/health", 180, self.child)
 

@@ -23,8 +23,12 @@ _counter = iter(range(100_000, 200_000))
 
 def _post(stack: Stack, body: dict[str, Any], secret: str = CLINIC_SECRET) -> httpx.Response:
     raw = json.dumps(body).encode()
-    return httpx.post(stack.web_url + URL, content=raw, timeout=30, headers={
-        "Content-Type": "application/json", "X-Needlecare-Signature": sign(raw, secret)})
+    return httpx.post(
+        stack.web_url + URL,
+        content=raw,
+        timeout=30,
+        headers={"Content-Type": "application/json", "X-Needlecare-Signature": sign(raw, secret)},
+    )
 
 
 def _notices(stack: Stack, session_ids: list[int]) -> list[Notification]:
@@ -34,15 +38,22 @@ def _notices(stack: Stack, session_ids: list[int]) -> list[Notification]:
 
 def _mails_for(stack: Stack, session_ids: list[int]) -> list[str]:
     ids = {str(n.id) for n in _notices(stack, session_ids)}
-    return [m.headers["X-Needlecare-Notification"] for m in stack.mails()
-            if m.headers.get("X-Needlecare-Notification") in ids]
+    return [
+        m.headers["X-Needlecare-Notification"]
+        for m in stack.mails()
+        if m.headers.get("X-Needlecare-Notification") in ids
+    ]
 
 
 def _wait_sent(stack: Stack, session_ids: list[int], timeout: float, what: str) -> None:
     def done() -> bool:
         notes = _notices(stack, session_ids)
-        return len(notes) == len(session_ids) and all(n.status == "sent" for n in notes) \
+        return (
+            len(notes) == len(session_ids)
+            and all(n.status == "sent" for n in notes)
             and len(_mails_for(stack, session_ids)) >= len(session_ids)
+        )
+
     stack.wait_for(done, timeout, what)
 
 
@@ -87,14 +98,17 @@ def test_a_bad_signature_stores_and_sends_nothing(stack: Stack) -> None:
     body = event_body(next(_counter))
     assert _post(stack, body, secret="whsec_wrong").status_code == 401
     with Session(database.get_engine(stack.db_url)) as db:
-        found = db.exec(select(TreatmentSession).where(
-            TreatmentSession.external_session_id == body["external_session_id"])).first()
+        found = db.exec(
+            select(TreatmentSession).where(TreatmentSession.external_session_id == body["external_session_id"])
+        ).first()
     assert found is None
 
 
 def _running(server: PrefectServer, flow_name: str) -> list[dict[str, Any]]:
-    runs = server.post("/flow_runs/filter", {"limit": 50, "flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}},
-                                             "flows": {"name": {"any_": [flow_name]}}})
+    active = {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}
+    runs = server.post(
+        "/flow_runs/filter", {"limit": 50, "flow_runs": active, "flows": {"name": {"any_": [flow_name]}}}
+    )
     return list(runs)
 
 
@@ -102,12 +116,19 @@ def test_sessions_whose_events_were_lost_are_found_by_the_sweep(stack: Stack, pr
     """Stored, committed, but no event emitted (as when Prefect drops it): the sweep sends them."""
     stack.wait_for(lambda: not _running(prefect_server, "aftercare"), 60, "lingering aftercare runs to end")
     with Session(database.get_engine(stack.db_url)) as db:
-        sids = [ingest.record(db, ingest.validate(event_body(next(_counter))), actor="test").session_id
-                for _ in range(3)]
+        sids = [
+            ingest.record(db, ingest.validate(event_body(next(_counter))), actor="test").session_id for _ in range(3)
+        ]
     _wait_sent(stack, sids, 90, "the sweep to send sessions without an event")
     assert len(_mails_for(stack, sids)) == 3
-    sweeps = prefect_server.post("/flow_runs/filter", {"limit": 50, "flows": {"name": {"any_": ["sweep"]}},
-                                                       "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
+    sweeps = prefect_server.post(
+        "/flow_runs/filter",
+        {
+            "limit": 50,
+            "flows": {"name": {"any_": ["sweep"]}},
+            "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+        },
+    )
     assert sweeps, "sweep runs completed while no aftercare run was active"
 
 

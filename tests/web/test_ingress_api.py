@@ -25,11 +25,14 @@ def client(settings: Settings, clinic: Clinic) -> Iterator[TestClient]:
         yield c
 
 
-def post(client: TestClient, body: dict[str, Any] | bytes, secret: str = CLINIC_SECRET,
-         signature: str | None = None) -> Any:
+def post(
+    client: TestClient, body: dict[str, Any] | bytes, secret: str = CLINIC_SECRET, signature: str | None = None
+) -> Any:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json",
-               "X-Needlecare-Signature": signature if signature is not None else sign(raw, secret)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Needlecare-Signature": signature if signature is not None else sign(raw, secret),
+    }
     return client.post(URL, content=raw, headers=headers)
 
 
