@@ -1,0 +1,79 @@
+"""The command line, run in-process with Typer's runner against a real SQLite file."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from needlecare import events
+from needlecare.cli import app
+from needlecare.settings import get_settings
+from tests.factories import event_body
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("NEEDLECARE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("NEEDLECARE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_clinic_add_prints_the_secret_once_and_refuses_a_second_add(env: Path) -> None:
+    args = ["clinic", "add", "riverside-physio", "--name", "Riverside Physio", "--email", "desk@riverside.example"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "webhook secret (shown once): whsec_" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    listed = runner.invoke(app, ["clinic", "list"])
+    assert "riverside-physio" in listed.output and "whsec_" not in listed.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Bad Id", "--name", "x", "--email", "a@b.org"], "lower-case letters"),
+        (["ok-id", "--name", "x", "--email", "nope"], "email address"),
+        (["ok-id", "--name", "x", "--email", "a@b.org", "--timezone", "Mars/Base"], "IANA time zone"),
+    ],
+)
+def test_clinic_add_validates(env: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["clinic", "add", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_session_complete_accepts_then_reports_duplicate(env: Path, emitted: list[events.AppEvent]) -> None:
+    runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
+    path = env / "event.json"
+    path.write_text(json.dumps(event_body()))
+    first = runner.invoke(app, ["session", "complete", "--file", str(path)])
+    assert first.exit_code == 0 and "accepted" in first.output
+    second = runner.invoke(app, ["session", "complete", "--file", str(path)])
+    assert second.exit_code == 0 and "duplicate" in second.output
+    assert len(emitted) == 1
+
+
+def test_session_complete_explains_what_is_wrong(env: Path) -> None:
+    runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
+    path = env / "bad.json"
+    path.write_text(json.dumps(event_body(injury="tennis_elbow", side="up")))
+    result = runner.invoke(app, ["session", "complete", "--file", str(path)])
+    assert result.exit_code == 2
+    assert "side:" in result.output
+    missing = runner.invoke(app, ["session", "complete", "--file", str(env / "missing.json")])
+    assert missing.exit_code == 1 and "cannot read" in missing.output
+
+
+def test_sample_is_a_valid_event(env: Path) -> None:
+    from needlecare import ingest
+
+    result = runner.invoke(app, ["session", "sample"])
+    assert result.exit_code == 0
+    body = ingest.validate(json.loads(result.output))
+    assert body.clinic_id == "riverside-physio"
