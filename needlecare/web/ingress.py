@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from models import SessionPublic
 from needlecare import ingest
 from needlecare.clinics import webhook_secret
 from needlecare.db import get_engine
@@ -52,4 +53,5 @@ def _handle(raw: bytes, signature: str | None, settings: Settings) -> tuple[int,
         except ingest.InvalidSession as exc:
             return 422, {"detail": [p.as_dict() for p in exc.problems]}
         result = ingest.record_and_emit(db, body, actor=f"api:{clinic.id}")
-    return (202 if result.created else 200), {"session_id": result.session_id, "status": result.status}
+    answer = SessionPublic(session_id=result.session_id, status="accepted" if result.created else "duplicate")
+    return (202 if result.created else 200), answer.model_dump()
