@@ -26,6 +26,8 @@ class Notification(SQLModel, table=True):
     kind: str = Field(max_length=40)
     channel: str = Field(max_length=20)
     session_id: int | None = Field(default=None, foreign_key="treatment_session.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    sequence: int = Field(default=0, description="0 = first message, 1.. = reminders")
     patient_id: int = Field(foreign_key="patient.id", index=True)
     status: str = Field(default=NotificationStatus.PENDING.value, max_length=16, description="a NotificationStatus")
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

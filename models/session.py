@@ -134,6 +134,7 @@ class TreatmentSession(SQLModel, table=True):
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)
     external_session_id: str = Field(max_length=64)
     patient_id: int = Field(foreign_key="patient.id", index=True)
+    episode_id: int | None = Field(default=None, foreign_key="episode.id", index=True)
     practitioner_id: int = Field(foreign_key="practitioner.id", index=True)
     completed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     injury: str = Field(max_length=64, index=True)

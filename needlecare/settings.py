@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         default=20, ge=0, description="How long an aftercare run keeps polling for new work once idle."
     )
     drain_poll_seconds: float = Field(default=0.25, gt=0, description="Poll interval while lingering.")
+    protocols_dir: Path | None = Field(
+        default=None,
+        description="A clinic's own protocol packs (<injury>.toml); a file here replaces the shipped one.",
+    )
+    quiet_hours_start: int = Field(default=21, ge=0, le=23, description="No patient message from this hour…")
+    quiet_hours_end: int = Field(default=8, ge=0, le=23, description="…until this hour, in the patient's time zone.")
+    dispatch_interval_seconds: int = Field(
+        default=60, ge=5, description="How often the dispatcher sends follow-ups that fall due."
+    )
     sweep_interval_seconds: int = Field(
         default=30, ge=5, description="How often the sweep flow looks for work an event failed to start."
     )
