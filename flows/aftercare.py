@@ -1,8 +1,9 @@
 """Aftercare flows: thin orchestration over needlecare.outbox.
 
-``aftercare`` is started by the session-completed event; ``sweep`` runs on a schedule and finds
-work whose event was lost. Both drain *everything* pending, because a flow run costs a process
-start; the event's session id only names why the run started. Parameters, run names and logs
+``aftercare`` is started by the session-completed event; ``dispatch`` runs on a short
+schedule: it sends follow-ups that fall due and finds work whose event was lost. Both drain
+*everything* pending, because a flow run costs a process start; the event's session id only
+names why the run started. Parameters, run names and logs
 carry IDs and counts only.
 """
 
@@ -45,11 +46,12 @@ def aftercare(session_id: int | None = None, linger_seconds: float | None = None
     return summary
 
 
-@flow(name="sweep", log_prints=False)
-def sweep() -> dict[str, int]:
-    """Find committed sessions whose notices are not done (events can be lost) and do them."""
+@flow(name="dispatch", log_prints=False)
+def dispatch() -> dict[str, int]:
+    """Send follow-ups that fall due, and plan sessions whose event was lost (events can be lost)."""
     logger = get_run_logger()
     summary = drain_outbox(0.0)
-    if summary["planned"] or summary["claimed"]:
-        logger.warning("sweep found work an event did not start: %s", summary)
+    if summary["planned"]:
+        logger.warning("planned %d session(s) whose event did not start a run", summary["planned"])
+    logger.info("done: %s", summary)
     return summary

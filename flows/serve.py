@@ -24,7 +24,7 @@ def load_flow(entrypoint: str) -> Flow[Any, Any]:
     return flow
 
 
-def build_deployments(spec_path: Path = SPEC, sweep_interval: int | None = None) -> list[RunnerDeployment]:
+def build_deployments(spec_path: Path = SPEC, dispatch_interval: int | None = None) -> list[RunnerDeployment]:
     spec = yaml.safe_load(spec_path.read_text())
     deployments = []
     for item in spec["deployments"]:
@@ -32,8 +32,8 @@ def build_deployments(spec_path: Path = SPEC, sweep_interval: int | None = None)
             DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"}) for t in item.get("triggers", [])
         ]
         intervals = [s["interval"] for s in item.get("schedules", []) if "interval" in s]
-        if intervals and sweep_interval:
-            intervals = [sweep_interval]
+        if intervals and dispatch_interval:
+            intervals = [dispatch_interval]
         deployment = load_flow(item["entrypoint"]).to_deployment(
             name=item["name"],
             description=item.get("description"),
@@ -49,7 +49,7 @@ def build_deployments(spec_path: Path = SPEC, sweep_interval: int | None = None)
 
 def main() -> None:
     settings = get_settings()
-    serve(*build_deployments(sweep_interval=settings.sweep_interval_seconds), limit=None)
+    serve(*build_deployments(dispatch_interval=settings.dispatch_interval_seconds), limit=None)
 
 
 if __name__ == "__main__":

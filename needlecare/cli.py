@@ -12,6 +12,7 @@ from models import Clinic, ClinicCreate
 from models.base import utcnow
 from needlecare import db as database
 from needlecare import ingest
+from needlecare.cli_protocols import protocols_app
 from needlecare.clinics import ClinicExists, add_clinic
 from needlecare.sample import DEMO_CLINIC_ID, sample_bytes
 from needlecare.settings import get_settings
@@ -27,6 +28,7 @@ db_app = typer.Typer(help="Application database schema.", no_args_is_help=True)
 app.add_typer(clinic_app, name="clinic")
 app.add_typer(session_app, name="session")
 app.add_typer(db_app, name="db")
+app.add_typer(protocols_app, name="protocols")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -131,14 +133,29 @@ def session_sample(
         typer.echo(f"wrote {out}")
 
 
-@app.command("sweep")
-def sweep_once() -> None:
-    """Plan and send everything pending now, in this process (an operator's catch-up; no Prefect)."""
+@app.command("dispatch")
+def dispatch_once(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Run the pass as of this ISO 8601 time with offset (default: now)"),
+    ] = None,
+) -> None:
+    """One pass in this process: plan new sessions, open due follow-ups, send what is due."""
+    from datetime import datetime
+
     from needlecare.outbox import run_pass
 
+    now = utcnow()
+    if as_of is not None:
+        try:
+            now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time, e.g. 2026-11-23T09:00:00Z", 2)
+        if now.tzinfo is None:
+            _fail("--as-of: include a time zone offset, e.g. 2026-11-23T09:00:00Z or +01:00", 2)
     with _db() as db:
-        result = run_pass(db, now=utcnow(), settings=get_settings())
-    typer.echo(json.dumps(result.summary()))
+        result = run_pass(db, now=now, settings=get_settings())
+    typer.echo(json.dumps({"as_of": now.isoformat(), **result.summary()}))
 
 
 @app.command("run")

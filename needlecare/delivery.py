@@ -10,10 +10,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import apprise
+from apprise.attachment.memory import AttachMemory
 from apprise.plugins.email import base as _email_base
 
 from needlecare.rendering import RenderedEmail
@@ -35,6 +37,13 @@ def _convert_between(from_format: Any, to_format: Any, content: str) -> str:
 
 
 _email_base.convert_between = _convert_between
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    mimetype: str
+    content: bytes
 
 
 class DeliveryError(Exception):
@@ -70,7 +79,13 @@ def email_url(base_url: str, to: str, headers: dict[str, str] | None = None) -> 
     return url
 
 
-def send_email(base_url: str, to: str, email: RenderedEmail, headers: dict[str, str] | None = None) -> None:
+def send_email(
+    base_url: str,
+    to: str,
+    email: RenderedEmail,
+    headers: dict[str, str] | None = None,
+    attachments: list[Attachment] | None = None,
+) -> None:
     """Send one message through a fresh Apprise object (no throttle between messages)."""
     if not to or "@" not in to:
         raise PermanentDeliveryError("no usable email address on file")
@@ -80,8 +95,16 @@ def send_email(base_url: str, to: str, email: RenderedEmail, headers: dict[str, 
         raise PermanentDeliveryError("the patient email URL could not be parsed by Apprise")
     service.request_rate_per_sec = 0
     notifier.add(service)
+    attach = apprise.AppriseAttachment()
+    for item in attachments or []:
+        attach.add(AttachMemory(content=item.content, name=item.name, mimetype=item.mimetype))
     with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
-        ok = notifier.notify(body=email.html, title=email.subject, body_format=apprise.NotifyFormat.HTML)
+        ok = notifier.notify(
+            body=email.html,
+            title=email.subject,
+            body_format=apprise.NotifyFormat.HTML,
+            attach=attach if attachments else None,
+        )
     if not ok:
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
         reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])

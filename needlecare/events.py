@@ -31,7 +31,7 @@ def session_completed(session_id: int, clinic_id: str) -> AppEvent:
 
 
 def prefect_emitter(event: AppEvent) -> None:
-    """Emit through Prefect. Never raises: a lost event is found later by the sweep flow."""
+    """Emit through Prefect. Never raises: a lost event is found later by the dispatch flow."""
     from prefect.events import emit_event
 
     try:

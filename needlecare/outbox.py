@@ -1,4 +1,4 @@
-"""The outbox: plan notices for new sessions, claim due ones, send each at most once.
+"""The outbox: one pass plans new sessions, opens due follow-ups, and sends each message at most once.
 
 Exactly once: a notice is a row with a unique idempotency key, written before anything is sent.
 A row is claimed atomically (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE,
@@ -9,26 +9,28 @@ notice could go twice, and only if the process died between the SMTP handover an
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from models import AuditEvent, Clinic, Notification, NotificationStatus, Patient, TreatmentSession
-from needlecare import aftercare
+from models import AuditEvent, Notification, NotificationStatus
 from needlecare.catalogue import Catalogue, get_catalogue
 from needlecare.delivery import DeliveryError, PermanentDeliveryError, send_email
-from needlecare.rendering import render_email
+from needlecare.dispatch import dispatch_due
+from needlecare.messages import Defer, Skip, compose
+from needlecare.planning import plan_pending_sessions
 from needlecare.settings import Settings
 
 S = NotificationStatus
+_COUNTS = ("planned", "opened", "claimed", "sent", "retried", "failed", "skipped")
 
 
 @dataclass
 class PassResult:
     planned: int = 0
+    opened: int = 0
+    deferred: int = 0
+    expired: int = 0
     claimed: int = 0
     sent: int = 0
     retried: int = 0
@@ -37,63 +39,16 @@ class PassResult:
     notification_ids: list[int] = field(default_factory=list)
 
     def add(self, other: "PassResult") -> None:
-        for name in ("planned", "claimed", "sent", "retried", "failed", "skipped"):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.notification_ids.extend(other.notification_ids)
 
     @property
     def work_done(self) -> int:
-        return self.planned + self.claimed
+        return self.planned + self.opened + self.claimed
 
     def summary(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("planned", "claimed", "sent", "retried", "failed", "skipped")}
-
-
-def aftercare_key(session_id: int) -> str:
-    return f"aftercare:session:{session_id}"
-
-
-def plan_pending_sessions(db: Session, *, now: datetime, limit: int = 500) -> int:
-    """Write the notice rows for sessions not planned yet; safe to run concurrently."""
-    pending = db.exec(
-        select(TreatmentSession.id, TreatmentSession.patient_id)
-        .where(col(TreatmentSession.planned_at).is_(None))
-        .order_by(col(TreatmentSession.id))
-        .limit(limit)
-    ).all()
-    if not pending:
-        return 0
-    rows = [
-        {
-            "idempotency_key": aftercare_key(sid),
-            "kind": aftercare.TEMPLATE,
-            "channel": "email",
-            "session_id": sid,
-            "patient_id": pid,
-            "status": S.PENDING.value,
-            "due_at": now,
-            "attempts": 0,
-            "created_at": now,
-        }
-        for sid, pid in pending
-        if sid is not None
-    ]
-    _insert_ignore(db, rows)
-    ids = [sid for sid, _ in pending if sid is not None]
-    db.exec(
-        update(TreatmentSession)
-        .where(col(TreatmentSession.id).in_(ids), col(TreatmentSession.planned_at).is_(None))
-        .values(planned_at=now)
-    )
-    db.commit()
-    return len(ids)
-
-
-def _insert_ignore(db: Session, rows: list[dict[str, Any]]) -> None:
-    dialect = db.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Notification).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    db.exec(stmt)
+        return {k: getattr(self, k) for k in _COUNTS}
 
 
 def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
@@ -120,29 +75,19 @@ def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -
 def deliver(
     db: Session, notification_id: int, *, now: datetime, settings: Settings, catalogue: Catalogue | None = None
 ) -> NotificationStatus:
-    """Send one claimed notice, or record why not. Returns the row's new status."""
-    catalogue = catalogue or get_catalogue()
+    """Send one claimed message, defer it, or record why not. Returns the row's new status."""
     n = db.get(Notification, notification_id)
     if n is None or n.status != S.SENDING:
         return S(n.status) if n else S.FAILED
-    patient = db.get(Patient, n.patient_id)
-    session = db.get(TreatmentSession, n.session_id) if n.session_id else None
-    clinic = db.get(Clinic, patient.clinic_id) if patient else None
-    if patient is None or session is None or clinic is None:
-        return _finish(db, n, S.FAILED, error="session, patient or clinic row is missing")
-    reason = _skip_reason(patient, session, now=now, settings=settings)
-    if reason:
-        return _finish(db, n, S.SKIPPED, skip_reason=reason)
-    ctx = aftercare.context(
-        aftercare.AftercareInputs(clinic, patient, session), catalogue, now=now, base_url=settings.public_base_url
-    )
-    email = render_email(n.kind, ctx)
+    decision = compose(db, n, now=now, settings=settings, catalogue=catalogue or get_catalogue())
+    if isinstance(decision, Skip):
+        return _finish(db, n, S.SKIPPED, skip_reason=decision.reason)
+    if isinstance(decision, Defer):
+        n.due_at, n.attempts = decision.until, n.attempts - 1  # a deferral is not an attempt
+        return _finish(db, n, S.PENDING)
     try:
         send_email(
-            settings.resolved_patient_email_url,
-            patient.email or "",
-            email,
-            headers={"X-Needlecare-Notification": str(n.id)},
+            settings.resolved_patient_email_url, decision.to, decision.email, decision.headers, decision.attachments
         )
     except PermanentDeliveryError as exc:
         return _finish(db, n, S.FAILED, error=str(exc))
@@ -154,18 +99,6 @@ def deliver(
         return _finish(db, n, S.RETRY, error=str(exc))
     n.sent_at = now
     return _finish(db, n, S.SENT)
-
-
-def _skip_reason(patient: Patient, session: TreatmentSession, *, now: datetime, settings: Settings) -> str | None:
-    if patient.opted_out_at is not None:
-        return "patient opted out"
-    if not patient.consent_email:
-        return "no consent to email"
-    if not patient.email:
-        return "no email address on file"
-    if now - session.completed_at > timedelta(hours=settings.aftercare_max_age_hours):
-        return f"session ended more than {settings.aftercare_max_age_hours:g} h ago"
-    return None
 
 
 def _finish(
@@ -198,6 +131,9 @@ def _finish(
 def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200) -> PassResult:
     """Plan what is new, then claim and deliver everything due, batch by batch."""
     result = PassResult(planned=plan_pending_sessions(db, now=now))
+    opened = dispatch_due(db, now=now, settings=settings)
+    result.opened, result.deferred = opened.opened, opened.deferred
+    result.expired = opened.expired
     catalogue = get_catalogue()
     while True:
         ids = claim_due(db, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)

@@ -70,10 +70,10 @@ class Settings(BaseSettings):
     quiet_hours_start: int = Field(default=21, ge=0, le=23, description="No patient message from this hour…")
     quiet_hours_end: int = Field(default=8, ge=0, le=23, description="…until this hour, in the patient's time zone.")
     dispatch_interval_seconds: int = Field(
-        default=60, ge=5, description="How often the dispatcher sends follow-ups that fall due."
-    )
-    sweep_interval_seconds: int = Field(
-        default=30, ge=5, description="How often the sweep flow looks for work an event failed to start."
+        default=30,
+        ge=5,
+        description="How often the dispatch flow sends follow-ups that fall due and plans sessions whose event "
+        "was lost.",
     )
 
     @model_validator(mode="after")

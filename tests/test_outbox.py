@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from models import Clinic, Notification, TreatmentSession
 from models.base import utcnow
 from needlecare import db as database
-from needlecare import ingest, outbox
+from needlecare import ingest, outbox, planning
 from needlecare.mailcapture import list_mail, start_capture
 from needlecare.settings import Settings
 from tests.factories import PATIENT_EMAIL, event_body
@@ -41,7 +41,9 @@ def test_a_pass_plans_and_sends_the_aftercare_notice(
 ) -> None:
     sid = _record(db, 1)
     result = outbox.run_pass(db, now=utcnow(), settings=settings)
-    assert result.summary() == {"planned": 1, "claimed": 1, "sent": 1, "retried": 0, "failed": 0, "skipped": 0}
+    assert result.summary() == {
+        "planned": 1, "opened": 0, "claimed": 1, "sent": 1, "retried": 0, "failed": 0, "skipped": 0
+    }
     [n] = _notifications(db)
     assert (n.status, n.idempotency_key, n.attempts) == ("sent", f"aftercare:session:{sid}", 1)
     assert n.sent_at is not None
@@ -51,6 +53,9 @@ def test_a_pass_plans_and_sends_the_aftercare_notice(
     assert "tel:+15550100200" in mail.text, "our own text part, with links written out"
     assert "<html" in mail.html.lower()
     assert mail.headers["X-Needlecare-Notification"] == str(n.id)
+    assert mail.attachments == ["follow-up-checks.ics"], "the check-in dates as a calendar file"
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.headers["List-Unsubscribe"].startswith("<http://needlecare.test/u/")
     session = db.get(TreatmentSession, sid)
     assert session is not None and session.planned_at is not None
     # A second pass finds nothing to do: nothing is sent twice.
@@ -148,7 +153,7 @@ def test_a_claim_abandoned_by_a_dead_worker_is_taken_again_after_the_lease(
 ) -> None:
     _record(db, 1)
     now = utcnow()
-    outbox.plan_pending_sessions(db, now=now)
+    planning.plan_pending_sessions(db, now=now)
     claimed = outbox.claim_due(db, now=now, limit=10, lease_seconds=600)
     assert len(claimed) == 1
     # The worker "dies" here. Within the lease nobody else may take it:

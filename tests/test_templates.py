@@ -55,6 +55,9 @@ def _context(injury_slug: str, trunk_warning: bool, **overrides: Any) -> dict[st
         "session_day": "Sunday 22 November",
         "base_url": "https://needlecare.example",
         "sent_year": 2026,
+        "aftercare_points": ["Keep your calf moving gently."],
+        "check_dates": ["Monday 23 November, 18:00 (Europe/London) — 1-day check-in"],
+        "unsubscribe_url": "https://needlecare.test/u/1.abc",
     }
     context.update(overrides)
     return context
@@ -133,8 +136,11 @@ def test_html_layout_is_self_contained_and_readable() -> None:
     assert 'name="viewport"' in markup
     sizes = [int(s) for s in re.findall(r"font-size:\s*(\d+)px", markup)]
     assert sizes and min(sizes) >= 16
-    for banned in ("<img", "<link", "<script", "@import", "http://", "https://"):
+    for banned in ("<img", "<link", "<script", "@import", "url("):
         assert banned not in markup, banned
+    links = re.findall(r'href="([^"]+)"', markup)
+    external = [u for u in links if u.startswith("http")]
+    assert external == ["https://needlecare.test/u/1.abc"], "the only web link is the unsubscribe link"
 
 
 def test_html_escapes_patient_and_clinic_values() -> None:

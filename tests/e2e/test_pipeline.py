@@ -125,7 +125,7 @@ def test_sessions_whose_events_were_lost_are_found_by_the_sweep(stack: Stack, pr
         "/flow_runs/filter",
         {
             "limit": 50,
-            "flows": {"name": {"any_": ["sweep"]}},
+            "flows": {"name": {"any_": ["dispatch"]}},
             "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
         },
     )
