@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from needlecare.settings import Settings, get_settings
-from needlecare.web import ingress, outbox, pages, unsubscribe
+from needlecare.web import ingress, outbox, pages, surveys, unsubscribe
 
 log = logging.getLogger("needlecare.web")
 
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingress.router)
     app.include_router(pages.router)
     app.include_router(unsubscribe.router)
+    app.include_router(surveys.router)
     if settings.is_development:
         app.include_router(outbox.router)
 

@@ -1,0 +1,332 @@
+"""Survey links: the form (GET/POST /s/{token}) and the JSON answers API for apps and SMS gateways.
+
+Both validate with ``needlecare.answers``, store through ``needlecare.surveys`` and show the advice
+from ``needlecare.advice`` in the same response (domain.md §6). A ticked red flag shows its advice even
+when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for unusable links
+say nothing about the patient, the clinic or the check.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlmodel import Session
+
+from models.base import utcnow
+from needlecare.advice import Advice, advice_for
+from needlecare.answers import (
+    BRUISE_OPTIONS,
+    GROC_LABELS,
+    NONE_OF_THESE,
+    PSFS_MAX_ACTIVITIES,
+    InvalidAnswers,
+    SurveyAnswers,
+    lenient_answers,
+    redflag_options,
+    validate_answers,
+)
+from needlecare.db import get_engine
+from needlecare.rendering import TEMPLATES_DIR
+from needlecare.settings import Settings
+from needlecare.surveys import (
+    Channel,
+    Reason,
+    SurveyContext,
+    SurveyUnavailable,
+    load_contact,
+    record_answer,
+    survey_context,
+)
+from needlecare.tokens import TokenExpired, TokenInvalid, read_token
+from needlecare.web.deps import DbDep, SettingsDep
+
+router = APIRouter(tags=["surveys"])
+# Own environment: patient pages echo what was typed, so escaping must not depend on file extensions
+# (select_autoescape() does not treat *.html.j2 as HTML). Strict, so a missing variable is an error.
+templates = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(str(TEMPLATES_DIR / "web")), autoescape=True, undefined=StrictUndefined)
+)
+MAX_BODY_BYTES = 64 * 1024
+PSFS_NEW_ROWS = 3
+
+STATUS: dict[Reason, int] = {"invalid": 404, "expired": 410, "closed": 410, "answered": 409}
+DETAIL: dict[Reason, str] = {
+    "invalid": "unknown or invalid survey link",
+    "expired": "this survey link has expired",
+    "closed": "this check-in is closed and no longer takes answers",
+    "answered": "answers for this check-in were already received",
+}
+# Patient pages may carry a first name and answers: never cached, never indexed, no referrer.
+NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What to answer, for the page and the API alike."""
+
+    status: int
+    reason: Reason | None = None
+    context: SurveyContext | None = None
+    errors: dict[str, str] | None = None
+    advice: Advice | None = None
+    response_id: int | None = None
+
+
+# ---- routes -------------------------------------------------------------------------------------------
+
+
+@router.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+def survey_form(token: str, request: Request, settings: SettingsDep, db: DbDep) -> Response:
+    try:
+        context = _open(db, token, settings, utcnow())
+    except SurveyUnavailable as exc:
+        return _unavailable_page(request, exc.reason, None)
+    return _form_page(request, context, values=_initial_values(context), errors={}, advice=None, status=200)
+
+
+@router.post("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def survey_submit(token: str, request: Request, settings: SettingsDep) -> Response:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return _unavailable_page(request, "invalid", None, status=413)
+    form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=200)
+    return await run_in_threadpool(_submit_form, request, token, form, settings)
+
+
+_EXAMPLE_BODY = {"soreness": 3, "bruise": "small", "redflags": ["none"], "fainted": False, "free_text": "A bit stiff."}
+
+
+@router.post(
+    "/api/v1/surveys/{token}/answers",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": _EXAMPLE_BODY}},
+        }
+    },
+    responses={
+        201: {"description": "Stored. `advice` is what to show the patient now (null when nothing to act on)"},
+        404: {"description": "Unknown, malformed or tampered link"},
+        409: {"description": "This check-in was already answered"},
+        410: {"description": "The link expired or the check-in is closed"},
+        413: {"description": "Body larger than 64 KiB"},
+        422: {"description": '`{"detail": {field: message}}`: what is allowed for each field'},
+    },
+)
+async def submit_answers(token: str, request: Request, settings: SettingsDep) -> JSONResponse:
+    """Answers to one check-in, as JSON: only the fields of that check (nprs_usual, nprs_worst, soreness,
+    bruise, groc15, rom, psfs, redflags, fainted, ran, run_pain, free_text).
+
+    Error responses also carry `advice` when the body ticks a red flag: show it to the patient all the same.
+    """
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return JSONResponse(status_code=413, content={"detail": f"body exceeds {MAX_BODY_BYTES} bytes"})
+    outcome = await run_in_threadpool(_submit_api, token, raw, settings)
+    advice = outcome.advice.as_dict() if outcome.advice else None
+    if outcome.response_id is not None:
+        content: dict[str, Any] = {"response_id": outcome.response_id, "advice": advice}
+    elif outcome.errors is not None:
+        content = {"detail": outcome.errors, "advice": advice}
+    else:
+        content = {"detail": DETAIL[outcome.reason or "invalid"], "advice": advice}
+    return JSONResponse(status_code=outcome.status, content=content, headers=NO_STORE)
+
+
+# ---- the work (in a thread: database calls block) ----------------------------------------------------
+
+
+def _open(db: Session, token: str, settings: Settings, now: datetime) -> SurveyContext:
+    try:
+        claims = read_token(token, settings.secret_key.get_secret_value(), now)
+    except TokenExpired:
+        raise SurveyUnavailable("expired") from None
+    except TokenInvalid:
+        raise SurveyUnavailable("invalid") from None
+    contact = load_contact(db, claims, now=now)
+    try:
+        return survey_context(db, contact)
+    except KeyError:  # the contact's injury or step is no longer in its protocol pack
+        raise SurveyUnavailable("closed") from None
+
+
+def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Channel) -> _Outcome:
+    """Open, validate, advise, store; every refusal still carries advice for any ticked red flag."""
+    now = utcnow()
+    with Session(get_engine(settings.resolved_database_url), expire_on_commit=False) as db:
+        try:
+            context = _open(db, token, settings, now)
+        except SurveyUnavailable as exc:
+            return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_unsaved_advice(data, None))
+        try:
+            answers = validate_answers(
+                data,
+                protocol=context.protocol,
+                step=context.step,
+                regions_needled=context.regions_needled,
+                previous_activities=context.previous_activities or None,
+            )
+        except InvalidAnswers as exc:
+            return _Outcome(422, context=context, errors=exc.errors, advice=_unsaved_advice(data, context))
+        advice = _advice(answers, context, saved=True)
+        try:
+            response = record_answer(
+                db,
+                context.contact,
+                answers,
+                channel=channel,
+                now=now,
+                advice_tier=advice.tier if advice else None,
+            )
+        except SurveyUnavailable as exc:  # lost a race with another submit, or the window closed meanwhile
+            return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_advice(answers, context, saved=False))
+        return _Outcome(201, context=context, advice=advice, response_id=response.id)
+
+
+def _advice(answers: SurveyAnswers, context: SurveyContext | None, *, saved: bool) -> Advice | None:
+    return advice_for(
+        answers,
+        trunk_needled=context.trunk_needled if context else False,
+        injury=context.contact.injury if context else "",
+        saved=saved,
+    )
+
+
+def _unsaved_advice(data: dict[str, Any], context: SurveyContext | None) -> Advice | None:
+    return _advice(lenient_answers(data), context, saved=False)
+
+
+def _submit_api(token: str, raw: bytes, settings: Settings) -> _Outcome:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        return _body_not_object(token, settings)
+    return _answer(token, data, settings, channel="api")
+
+
+def _body_not_object(token: str, settings: Settings) -> _Outcome:
+    """A body that is not a JSON object: a bad link is still reported as such first."""
+    with Session(get_engine(settings.resolved_database_url), expire_on_commit=False) as db:
+        try:
+            _open(db, token, settings, utcnow())
+        except SurveyUnavailable as exc:
+            return _Outcome(STATUS[exc.reason], reason=exc.reason)
+    return _Outcome(422, errors={"body": 'must be a JSON object of answers, e.g. {"soreness": 3, ...}'})
+
+
+def _submit_form(request: Request, token: str, form: dict[str, list[str]], settings: Settings) -> Response:
+    values = {key: items[0] for key, items in form.items() if items and key != "redflags"}
+    values_redflags = [flag for flag in form.get("redflags", []) if flag]
+    data = _form_data(form)
+    outcome = _answer(token, data, settings, channel="web")
+    if outcome.response_id is not None:
+        return _thanks_page(request, outcome)
+    if outcome.errors is not None and outcome.context is not None:
+        kept: dict[str, Any] = {**values, "redflags": values_redflags}
+        return _form_page(
+            request, outcome.context, values=kept, errors=outcome.errors, advice=outcome.advice, status=422
+        )
+    return _unavailable_page(request, outcome.reason or "invalid", outcome.advice)
+
+
+def _form_data(form: dict[str, list[str]]) -> dict[str, Any]:
+    """Form fields → the answer shape the validator takes (the same as the JSON API's).
+
+    Every question field is read; the validator refuses only those the step does not ask and the form
+    cannot contain them. run_pain is dropped when the patient says they did not run: a radio button
+    cannot be cleared without JavaScript.
+    """
+
+    def first(name: str) -> str | None:
+        items = form.get(name)
+        return items[0] if items else None
+
+    data: dict[str, Any] = {}
+    for name in ("nprs_usual", "nprs_worst", "soreness", "bruise", "groc15", "fainted", "ran", "free_text"):
+        if first(name) is not None:
+            data[name] = first(name)
+    if first("run_pain") is not None and first("ran") != "no":
+        data["run_pain"] = first("run_pain")
+    redflags = [flag for flag in form.get("redflags", []) if flag]
+    if redflags:
+        data["redflags"] = redflags
+    rom_value, rom_measure = first("rom_value"), first("rom_measure")
+    if rom_value is not None and rom_value.strip():
+        data["rom"] = {"measure": rom_measure or "", "value": rom_value}
+    rows = []
+    for index in range(PSFS_MAX_ACTIVITIES):
+        activity, score = first(f"psfs_activity_{index}") or "", first(f"psfs_score_{index}") or ""
+        if activity.strip() or score.strip():
+            rows.append({"activity": activity, "score": score})
+    if rows:
+        data["psfs"] = rows
+    return data
+
+
+# ---- pages --------------------------------------------------------------------------------------------
+
+
+def _initial_values(context: SurveyContext) -> dict[str, Any]:
+    values: dict[str, Any] = {"redflags": []}
+    for index, activity in enumerate(context.previous_activities[:PSFS_MAX_ACTIVITIES]):
+        values[f"psfs_activity_{index}"] = activity
+    return values
+
+
+def _form_page(
+    request: Request,
+    context: SurveyContext,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    advice: Advice | None,
+    status: int,
+) -> Response:
+    previous = context.previous_activities[:PSFS_MAX_ACTIVITIES]
+    rows = len(previous) or PSFS_NEW_ROWS
+    page = {
+        "step": context.step,
+        "questions": list(context.step.questions),
+        "first_name": context.first_name,
+        "rom_test": context.protocol.rom_test,
+        "redflag_options": redflag_options(context.contact.injury, context.regions_needled),
+        "none_of_these": NONE_OF_THESE,
+        "trunk_needled": context.trunk_needled,
+        "bruise_options": BRUISE_OPTIONS,
+        "groc_labels": GROC_LABELS,
+        "psfs_rows": list(range(rows)),
+        "psfs_fixed": bool(previous),
+        "values": values,
+        "errors": errors,
+        "advice": advice,
+        "action": request.url.path,
+    }
+    return templates.TemplateResponse(request, "survey.html.j2", page, status_code=status, headers=NO_STORE)
+
+
+def _thanks_page(request: Request, outcome: _Outcome) -> Response:
+    context = outcome.context
+    page = {
+        "advice": outcome.advice,
+        "clinic_phone": context.clinic_phone if context and outcome.advice else None,
+    }
+    return templates.TemplateResponse(request, "survey_thanks.html.j2", page, status_code=200, headers=NO_STORE)
+
+
+def _unavailable_page(
+    request: Request, reason: Reason, advice: Advice | None, *, status: int | None = None
+) -> Response:
+    page = {"reason": reason, "advice": advice}
+    return templates.TemplateResponse(
+        request, "survey_unavailable.html.j2", page, status_code=status or STATUS[reason], headers=NO_STORE
+    )
