@@ -1,6 +1,8 @@
 """The `needlecare` command line (Typer). Every command validates input and says how to fix it."""
 
 import json
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -137,20 +139,26 @@ def session_sample(
 def dispatch_once(
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Run the pass as of this ISO 8601 time with offset (default: now)"),
+        typer.Option(
+            "--as-of",
+            help="Run the pass as of this time: ISO 8601 with offset (2026-11-23T09:00:00Z), "
+            "or relative to now (+24h, +3d). Default: now.",
+        ),
     ] = None,
 ) -> None:
     """One pass in this process: plan new sessions, open due follow-ups, send what is due."""
-    from datetime import datetime
-
     from needlecare.outbox import run_pass
 
     now = utcnow()
-    if as_of is not None:
+    relative = re.fullmatch(r"\+(\d+(?:\.\d+)?)([hd])", as_of or "")
+    if relative:
+        amount = float(relative.group(1))
+        now += timedelta(hours=amount) if relative.group(2) == "h" else timedelta(days=amount)
+    elif as_of is not None:
         try:
             now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
         except ValueError:
-            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time, e.g. 2026-11-23T09:00:00Z", 2)
+            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time (2026-11-23T09:00:00Z) nor +<n>h / +<n>d", 2)
         if now.tzinfo is None:
             _fail("--as-of: include a time zone offset, e.g. 2026-11-23T09:00:00Z or +01:00", 2)
     with _db() as db:

@@ -22,7 +22,7 @@ from needlecare.planning import plan_pending_sessions
 from needlecare.settings import Settings
 
 S = NotificationStatus
-_COUNTS = ("planned", "opened", "claimed", "sent", "retried", "failed", "skipped")
+_COUNTS = ("planned", "opened", "deferred", "expired", "claimed", "sent", "retried", "failed", "skipped")
 
 
 @dataclass

@@ -77,3 +77,13 @@ def test_sample_is_a_valid_event(env: Path) -> None:
     assert result.exit_code == 0
     body = ingest.validate(json.loads(result.output))
     assert body.clinic_id == "riverside-physio"
+
+
+def test_dispatch_as_of_accepts_iso_and_relative_times_and_refuses_others(env: Path) -> None:
+    iso = runner.invoke(app, ["dispatch", "--as-of", "2026-11-23T09:00:00Z"])
+    assert iso.exit_code == 0 and '"as_of": "2026-11-23T09:00:00+00:00"' in iso.output
+    relative = runner.invoke(app, ["dispatch", "--as-of", "+24h"])
+    assert relative.exit_code == 0 and '"planned": 0' in relative.output
+    for bad in ("tomorrow", "2026-11-23T09:00:00"):
+        result = runner.invoke(app, ["dispatch", "--as-of", bad])
+        assert result.exit_code == 2 and "--as-of" in result.output

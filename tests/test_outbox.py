@@ -42,7 +42,15 @@ def test_a_pass_plans_and_sends_the_aftercare_notice(
     sid = _record(db, 1)
     result = outbox.run_pass(db, now=utcnow(), settings=settings)
     assert result.summary() == {
-        "planned": 1, "opened": 0, "claimed": 1, "sent": 1, "retried": 0, "failed": 0, "skipped": 0
+        "planned": 1,
+        "opened": 0,
+        "deferred": 0,
+        "expired": 0,
+        "claimed": 1,
+        "sent": 1,
+        "retried": 0,
+        "failed": 0,
+        "skipped": 0,
     }
     [n] = _notifications(db)
     assert (n.status, n.idempotency_key, n.attempts) == ("sent", f"aftercare:session:{sid}", 1)
