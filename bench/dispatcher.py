@@ -92,8 +92,13 @@ def main() -> None:
     smtp_port = free_port()
     url = args.database_url or f"sqlite:///{tmp / 'app.db'}"
     settings = Settings(env="test", data_dir=tmp, database_url=url, smtp_capture_port=smtp_port)
-    env = {**os.environ, "NEEDLECARE_ENV": "test", "NEEDLECARE_DATA_DIR": str(tmp), "NEEDLECARE_DATABASE_URL": url,
-           "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port)}
+    env = {
+        **os.environ,
+        "NEEDLECARE_ENV": "test",
+        "NEEDLECARE_DATA_DIR": str(tmp),
+        "NEEDLECARE_DATABASE_URL": url,
+        "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port),
+    }
     completed = datetime(2026, 6, 1, 10, tzinfo=UTC)
     as_of = completed + timedelta(hours=24)
     capture = start_capture(tmp / "outbox", port=smtp_port)
@@ -131,7 +136,8 @@ def main() -> None:
         "ratio_product_over_baseline": round(rate / baseline_rate, 1),
     }
     print(
-        f"\n{os.cpu_count()} cores · Python {results['python']} · prefect {results['prefect']} · {results['database']}\n"
+        f"\n{os.cpu_count()} cores · Python {results['python']} · prefect {results['prefect']}"
+        f" · {results['database']}\n"
         f"product  : {summary['sent']} due contacts claimed, rendered and handed to SMTP in {elapsed:.1f} s"
         f" = {rate:.0f} contacts/s\n"
         f"baseline : one process per contact = {per_contact_baseline:.2f} s each = {baseline_rate:.2f} contacts/s"

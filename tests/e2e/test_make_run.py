@@ -34,8 +34,11 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def test_run_prints_a_working_command_and_stops_cleanly(tmp_path: Path) -> None:
-    ports = {"NEEDLECARE_WEB_PORT": free_port(), "NEEDLECARE_PREFECT_PORT": free_port(),
-             "NEEDLECARE_SMTP_CAPTURE_PORT": free_port()}
+    ports = {
+        "NEEDLECARE_WEB_PORT": free_port(),
+        "NEEDLECARE_PREFECT_PORT": free_port(),
+        "NEEDLECARE_SMTP_CAPTURE_PORT": free_port(),
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
     env.update({k: str(v) for k, v in ports.items()})
     env["NEEDLECARE_DATA_DIR"] = str(tmp_path / "var")
@@ -43,8 +46,13 @@ def test_run_prints_a_working_command_and_stops_cleanly(tmp_path: Path) -> None:
     env["NEEDLECARE_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{ports['NEEDLECARE_WEB_PORT']}"
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "needlecare"), "run"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[2])
+        proc = subprocess.Popen(
+            [str(BIN / "needlecare"), "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
     try:
         deadline = time.monotonic() + 180
         while "Ctrl-C stops everything" not in log.read_text():
