@@ -237,5 +237,7 @@ or over HTTP, signed:
     -H 'X-Needlecare-Signature: {signature}' \\
     --data-binary @{sample}
 A new sample with a fresh session id: .venv/bin/needlecare session sample --out {sample}
+See tomorrow's check-in now (a dispatch pass as of 24 h from now; its link opens the survey):
+  .venv/bin/needlecare dispatch --as-of +24h
 
 Ctrl-C stops everything.""")
