@@ -26,10 +26,12 @@ SURVEY, REMINDER = "survey", "reminder"
 
 @dataclass
 class DispatchResult:
+    seen: int = 0
     opened: int = 0
     deferred: int = 0
     skipped: int = 0
     expired: int = 0
+    unchanged: int = 0  # another dispatcher changed the row first
 
 
 def message_key(contact_id: int, sequence: int) -> str:
@@ -44,6 +46,7 @@ def dispatch_due(db: Session, *, now: datetime, settings: Settings, limit: int =
         .order_by(col(Contact.safety).desc(), col(Contact.due_at), col(Contact.id))
         .limit(limit)
     ).all()
+    result.seen = len(due)
     for contact in due:
         outcome = _decide(db, contact, now=now, settings=settings)
         setattr(result, outcome, getattr(result, outcome) + 1)
@@ -166,17 +169,16 @@ def _skip(db: Session, contact: Contact, reason: str) -> str:
             )
         )
         return "skipped"
-    return "deferred"
+    return "unchanged"
 
 
 def _defer(db: Session, contact: Contact, until: datetime) -> str:
-    _claim(db, contact, due_at=until)
-    return "deferred"
+    return "deferred" if _claim(db, contact, due_at=until) else "unchanged"
 
 
 def _open(db: Session, contact: Contact, *, now: datetime) -> str:
     if not _claim(db, contact, status=C.SENT.value, sent_at=now):
-        return "deferred"
+        return "unchanged"
     cid = contact.id
     assert cid is not None
     step = get_protocol(contact.injury).step(contact.step_id)

@@ -129,16 +129,31 @@ def _finish(
 
 
 def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200) -> PassResult:
-    """Plan what is new, then claim and deliver everything due, batch by batch."""
-    result = PassResult(planned=plan_pending_sessions(db, now=now))
-    opened = dispatch_due(db, now=now, settings=settings)
-    result.opened, result.deferred = opened.opened, opened.deferred
-    result.expired = opened.expired
+    """Plan every new session, open every follow-up that is due, and send every message that is due,
+    batch by batch (memory stays flat; sending starts with the first batch)."""
+    result = PassResult()
+    while True:
+        planned = plan_pending_sessions(db, now=now, limit=batch)
+        result.planned += planned
+        if planned < batch:
+            break
     catalogue = get_catalogue()
     while True:
-        ids = claim_due(db, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)
-        if not ids:
+        opened = dispatch_due(db, now=now, settings=settings, limit=batch)
+        result.opened += opened.opened
+        result.deferred += opened.deferred
+        result.expired += opened.expired
+        result.skipped += opened.skipped
+        _send_due(db, result, now=now, settings=settings, catalogue=catalogue, batch=batch)
+        if opened.seen < batch or opened.unchanged == opened.seen:
             return result
+
+
+def _send_due(
+    db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
+) -> None:
+    while True:
+        ids = claim_due(db, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)
         result.claimed += len(ids)
         for nid in ids:
             status = deliver(db, nid, now=now, settings=settings, catalogue=catalogue)
@@ -152,4 +167,4 @@ def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200
             elif status == S.SKIPPED:
                 result.skipped += 1
         if len(ids) < batch:
-            return result
+            return

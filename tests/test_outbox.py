@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from models import Clinic, Notification, TreatmentSession
 from models.base import utcnow
 from needlecare import db as database
-from needlecare import ingest, outbox, planning
+from needlecare import clock, ingest, outbox, planning
 from needlecare.mailcapture import list_mail, start_capture
 from needlecare.settings import Settings
 from tests.factories import PATIENT_EMAIL, event_body
@@ -178,3 +178,17 @@ def test_capture_files_are_complete_when_listed(settings: Settings, sink: Path, 
     time.sleep(0.05)
     assert not list(sink.glob(".*.tmp"))
     assert len(list_mail(sink)) == 5
+
+
+def test_one_pass_works_through_every_batch(db: Session, clinic: Clinic, settings: Settings, sink: Path) -> None:
+    for n in range(1, 11):
+        _record(db, n, patient__timezone="UTC")
+    now = utcnow()
+    first = outbox.run_pass(db, now=now, settings=settings, batch=3)
+    assert (first.planned, first.sent) == (10, 10)
+    completed = db.exec(select(TreatmentSession.completed_at)).first()
+    assert completed is not None
+    # a day later, out of the default quiet hours (the patients are on UTC); still inside the 18-48 h window
+    next_day = clock.next_allowed(completed + timedelta(hours=24, minutes=1), "UTC", 21, 8)
+    second = outbox.run_pass(db, now=next_day, settings=settings, batch=3)
+    assert (second.opened, second.sent) == (10, 10), second.summary()
