@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from models import Clinic, Notification, TreatmentSession
 from models.base import utcnow
-from needlecare import db as database
 from needlecare import clock, ingest, outbox, planning
+from needlecare import db as database
 from needlecare.mailcapture import list_mail, start_capture
 from needlecare.settings import Settings
 from tests.factories import PATIENT_EMAIL, event_body
