@@ -2,7 +2,7 @@
 
 One run starts a private stack on free loopback ports in a temp dir (Prefect server, SMTP capture
 in this process, web app, served flows), measures the product's shape (debounced trigger + a run
-that drains and lingers, plus the sweep), then stops the product's flows, deletes their
+that drains and lingers, plus the scheduled catch-up), then stops the product's flows, deletes their
 deployments and measures the naive shape (one flow run per event, bench/naive_flow.py) on the
 same Prefect server, web app and database.
 
@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+import yaml
 from sqlmodel import Session
 
 from bench import NAIVE_DEPLOYMENT
@@ -52,10 +54,33 @@ from needlecare.signing import SIGNATURE_HEADER, sign
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 INGRESS_PATH = "/api/v1/events/session-completed"
-PRODUCT_TRIGGERED = "on-session-completed"
-PRODUCT_DEPLOYMENTS = (PRODUCT_TRIGGERED, "sweep")
+DEPLOY_SPEC = ROOT / "deploy" / "prefect.yaml"
+SESSION_COMPLETED = "needlecare.session.completed"
 MAIL_POLL_SECONDS = 0.02
-EVENT_TIMEOUT = 90.0  # one event → its email (a lost product event waits for the sweep, ≤ 30 s)
+EVENT_TIMEOUT = 240.0  # one event → its email; covers a stall of Prefect's server (seen: ~2 min)
+API_PATIENCE = 300.0  # how long one Prefect API call is retried
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """The product's deployments as deploy/prefect.yaml (the source of truth) declares them."""
+
+    names: tuple[str, ...]
+    triggered: str  # the one the session-completed event starts
+    within_s: float
+
+
+def product_spec(path: Path = DEPLOY_SPEC) -> ProductSpec:
+    names: list[str] = []
+    triggered: tuple[str, float] | None = None
+    for item in yaml.safe_load(path.read_text())["deployments"]:
+        names.append(item["name"])
+        for trigger in item.get("triggers", []):
+            if SESSION_COMPLETED in trigger.get("expect", []):
+                triggered = (item["name"], float(trigger.get("within", 0)))
+    if triggered is None:
+        raise RuntimeError(f"no deployment in {path} is triggered by {SESSION_COMPLETED}")
+    return ProductSpec(tuple(names), *triggered)
 
 
 class PhaseFailed(RuntimeError):
@@ -197,7 +222,11 @@ def _started_since(after: datetime) -> dict[str, Any]:
 
 
 class PrefectAPI:
-    """The few REST calls the bench needs (keeps Prefect's client out of this process)."""
+    """The few REST calls the bench needs (keeps Prefect's client out of this process).
+
+    Prefect's server on SQLite can stall for minutes (measured: ``database is locked`` after
+    60 s busy waits), so a call is retried for up to API_PATIENCE before the bench gives up.
+    """
 
     def __init__(self, api_url: str) -> None:
         self.http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=30)
@@ -205,16 +234,30 @@ class PrefectAPI:
     def close(self) -> None:
         self.http.close()
 
+    def _call(self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = ()) -> Any:
+        deadline = time.monotonic() + API_PATIENCE
+        while True:
+            try:
+                r = self.http.request(method, path, json=body)
+                if r.status_code in ok:
+                    return None
+                if r.status_code < 500:
+                    r.raise_for_status()
+                    return r.json() if r.content else None
+                problem = f"HTTP {r.status_code}"
+            except httpx.TransportError as exc:
+                problem = type(exc).__name__
+            if time.monotonic() > deadline:
+                _fail("Prefect API", f"{method} {path} kept failing ({problem}) for {API_PATIENCE:.0f} s")
+            print(f"  (Prefect API {method} {path}: {problem}; retrying)", flush=True)
+            time.sleep(2)
+
     def deployments(self, names: Iterable[str]) -> dict[str, str]:
         body = {"deployments": {"name": {"any_": list(names)}}}
-        r = self.http.post("deployments/filter", json=body)
-        r.raise_for_status()
-        return {d["name"]: d["id"] for d in r.json()}
+        return {d["name"]: d["id"] for d in self._call("POST", "deployments/filter", body)}
 
     def has_trigger(self, deployment_id: str) -> bool:
-        r = self.http.get(f"automations/related-to/prefect.deployment.{deployment_id}")
-        r.raise_for_status()
-        return bool(r.json())
+        return bool(self._call("GET", f"automations/related-to/prefect.deployment.{deployment_id}"))
 
     def count_runs(
         self, deployment_ids: Iterable[str], *, states: list[str] | None = None, started_after: datetime | None = None
@@ -224,9 +267,7 @@ class PrefectAPI:
             runs.update(_started_since(started_after))
         if states:
             runs["state"] = {"type": {"any_": states}}
-        r = self.http.post("flow_runs/count", json={"flow_runs": runs})
-        r.raise_for_status()
-        return int(r.json())
+        return int(self._call("POST", "flow_runs/count", {"flow_runs": runs}))
 
     def runs(self, deployment_ids: dict[str, str], started_after: datetime) -> list[dict[str, Any]]:
         """Flow runs started since ``started_after``, with their timings (for the JSON)."""
@@ -236,8 +277,6 @@ class PrefectAPI:
             "sort": "START_TIME_ASC",
             "limit": 200,
         }
-        r = self.http.post("flow_runs/filter", json=body)
-        r.raise_for_status()
         return [
             {
                 "deployment": names.get(run["deployment_id"]),
@@ -248,13 +287,69 @@ class PrefectAPI:
                 "end_time": run["end_time"],
                 "total_run_time_s": run["total_run_time"],
             }
-            for run in r.json()
+            for run in self._call("POST", "flow_runs/filter", body)
         ]
+
+    def intervals(self, deployment_ids: dict[str, str]) -> dict[str, float]:
+        """The interval schedules the served deployments really have (serve may override the yaml)."""
+        found: dict[str, float] = {}
+        for name, deployment_id in deployment_ids.items():
+            for item in self._call("GET", f"deployments/{deployment_id}").get("schedules") or []:
+                interval = (item.get("schedule") or {}).get("interval")
+                if interval:
+                    found[name] = float(interval)
+        return found
 
     def delete_deployment(self, deployment_id: str) -> None:
         """Its trigger automations first (Prefect keeps them otherwise), then the deployment."""
-        self.http.delete(f"automations/owned-by/prefect.deployment.{deployment_id}").raise_for_status()
-        self.http.delete(f"deployments/{deployment_id}").raise_for_status()
+        self._call("DELETE", f"automations/owned-by/prefect.deployment.{deployment_id}")
+        self._call("DELETE", f"deployments/{deployment_id}", ok=(404,))
+
+
+class StallMonitor(threading.Thread):
+    """Probes the Prefect API with a cheap read every second and records how long each took, so the
+    report can say whether (and when) Prefect's server stalled while we measured."""
+
+    def __init__(self, api_url: str) -> None:
+        super().__init__(name="prefect-stall-monitor", daemon=True)
+        self.url = api_url.rstrip("/") + "/flow_runs/count"
+        self.stopping = threading.Event()
+        self.probes: list[tuple[float, float, bool]] = []  # (epoch start, seconds, answered)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not self.stopping.is_set():
+                t0, m0 = time.time(), time.monotonic()
+                try:
+                    answered = http.post(self.url, json={}).status_code < 500
+                except httpx.HTTPError:
+                    answered = False
+                self.probes.append((t0, time.monotonic() - m0, answered))
+                self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=15)
+
+    def stalls(self, slower_than: float = 2.0) -> list[dict[str, Any]]:
+        """Consecutive slow (> ``slower_than`` s) or failed probes, merged into intervals."""
+        merged: list[list[float]] = []  # [start, end, failed probes]
+        for t0, took, answered in self.probes:
+            if took < slower_than and answered:
+                continue
+            if merged and t0 - merged[-1][1] < 2.5:
+                merged[-1][1] = t0 + took
+                merged[-1][2] += 0 if answered else 1
+            else:
+                merged.append([t0, t0 + took, 0 if answered else 1])
+        return [
+            {
+                "at": datetime.fromtimestamp(start, UTC).isoformat(timespec="seconds"),
+                "seconds": round(end - start, 1),
+                "failed_probes": int(failed),
+            }
+            for start, end, failed in merged
+        ]
 
 
 def wait_deployments(
@@ -271,7 +366,7 @@ def wait_deployments(
     _fail(phase, f"deployments {', '.join(names)} (with triggers) not registered within {timeout:.0f} s")
 
 
-def wait_idle(stack: Stack, api: PrefectAPI, deployment_ids: list[str], phase: str, timeout: float = 120) -> None:
+def wait_idle(stack: Stack, api: PrefectAPI, deployment_ids: list[str], phase: str, timeout: float = 300) -> None:
     """No flow run of these deployments pending or running, twice in a row one second apart."""
     deadline = time.monotonic() + timeout
     zeros = 0
@@ -299,8 +394,11 @@ class Mailbox:
         with os.scandir(self.directory) as entries:
             return {e.name for e in entries if e.name.endswith(".eml")}
 
-    def wait_new(self, count: int, timeout: float, phase: str, stack: Stack) -> list[float]:
-        """Wait for ``count`` new messages; their arrival times (epoch seconds), sorted."""
+    def wait_new(
+        self, count: int, timeout: float, phase: str, stack: Stack, *, partial_ok: bool = False
+    ) -> list[float]:
+        """Wait for ``count`` new messages; their arrival times (epoch seconds), sorted. With
+        ``partial_ok``, a timeout returns what arrived instead of failing."""
         deadline = time.monotonic() + timeout
         next_check = 0.0
         while True:
@@ -310,6 +408,9 @@ class Mailbox:
                 return sorted(int(name.split("-", 1)[0]) / 1e9 for name in new)
             now = time.monotonic()
             if now > deadline:
+                if partial_ok:
+                    self.seen |= new
+                    return sorted(int(name.split("-", 1)[0]) / 1e9 for name in new)
                 _fail(phase, f"only {len(new)} of {count} emails arrived within {timeout:.0f} s")
             if now >= next_check:
                 stack.check_alive(phase)
@@ -458,9 +559,15 @@ def measure_burst(
     if others:
         print(f"  {phase}: non-202 answers {others} (-1 = connection error)", flush=True)
     print(f"  {phase}: {accepted} accepted in {t_posted - t0:.2f} s; waiting for the emails…", flush=True)
-    arrived = mailbox.wait_new(accepted, max(1.0, t0 + timeout - time.time()), phase, stack)
+    arrived = mailbox.wait_new(accepted, max(1.0, t0 + timeout - time.time()), phase, stack, partial_ok=True)
+    if not arrived:
+        _fail(phase, f"no email arrived within {timeout:.0f} s of the first POST")
+    if len(arrived) < accepted:
+        print(f"  {phase}: INCOMPLETE, {len(arrived)} of {accepted} emails within {timeout:.0f} s", flush=True)
     e2e = arrived[-1] - t0
     return {
+        "complete": len(arrived) == accepted,
+        "emails": len(arrived),
         "events": n,
         "workers": workers,
         "accepted": accepted,
@@ -469,7 +576,9 @@ def measure_burst(
         "accepted_per_s": accepted / (t_posted - t0),
         "first_email_s": arrived[0] - t0,
         "last_email_s": e2e,
-        "emails_per_s": accepted / e2e,
+        "emails_per_s": len(arrived) / e2e,
+        # the delivery rate once mail flows, without the time to the first email
+        "emails_per_s_after_first": (len(arrived) - 1) / (arrived[-1] - arrived[0]) if len(arrived) > 1 else None,
     }
 
 
@@ -495,16 +604,22 @@ def run_shape(
     ids = list(deployment_ids.values())
     result: dict[str, Any] = {"deployments": sorted(deployment_ids)}
     shape_start = datetime.now(UTC)
+    timeline = result["timeline"] = {"warm-up": shape_start.isoformat(timespec="seconds")}
+
+    def mark(name: str) -> None:
+        timeline[name] = datetime.now(UTC).isoformat(timespec="seconds")
 
     print(f"\n[{shape} warm-up] one event (first connections, first flow run)", flush=True)
     warm = send_one_by_one(stack, api, ids, mailbox, events, 1, f"{shape} warm-up", cold=False)
     result["warmup_s"] = warm.latencies[0]
 
+    mark("cold")
     print(f"\n[{shape} cold] {cold_events} isolated events, each once no flow run is alive", flush=True)
     cold = send_one_by_one(stack, api, ids, mailbox, events, cold_events, f"{shape} cold", cold=True)
     result["cold"] = summarise(cold)
 
     print(f"\n[{shape} trickle] {latency_events} events, one at a time, 0-1 s gaps", flush=True)
+    mark("trickle")
     start = datetime.now(UTC)
     trickle = send_one_by_one(stack, api, ids, mailbox, events, latency_events, f"{shape} trickle", cold=False, rng=rng)
     result["trickle"] = summarise(trickle)
@@ -513,12 +628,14 @@ def run_shape(
 
     print(f"\n[{shape} burst] waiting until no flow run is alive (the burst starts cold)…", flush=True)
     wait_idle(stack, api, ids, f"{shape} burst (waiting for idle)")
+    mark("burst")
     start = datetime.now(UTC)
     print(f"[{shape} burst] {burst} events from {workers} threads", flush=True)
     result["burst"] = measure_burst(stack, mailbox, events, burst, workers, burst_timeout, f"{shape} burst")
     time.sleep(1)
     result["burst"]["flow_runs_started"] = api.count_runs(ids, started_after=start)
     result["burst"]["started_at"] = start.isoformat()
+    mark("end")
 
     result["flow_runs"] = api.runs(deployment_ids, shape_start)
     result["cold"]["breakdown"] = cold_breakdown(cold, result["flow_runs"], triggered)
@@ -530,6 +647,7 @@ def run_shape(
 
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     os.chdir(ROOT)  # served deployments resolve their entrypoints from the working directory
+    spec = product_spec()
     settings, env = configure_environment(data_dir)
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -559,29 +677,41 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "settings": {
             "drain_linger_seconds": settings.drain_linger_seconds,
             "drain_poll_seconds": settings.drain_poll_seconds,
-            "sweep_interval_seconds": settings.sweep_interval_seconds,
             "runner_poll_frequency_s": 1,
-            "trigger_within_s": 15,
-            "database": "sqlite",
+            "product_deployments": list(spec.names),
+            "trigger_within_s": spec.within_s,
+            "app_database": "sqlite",
+            "prefect_database": args.prefect_db,
         },
         "parameters": {k: v for k, v in vars(args).items() if k != "keep"},
         "load_average_at_start": os.getloadavg(),
     }
     capture = start_capture(mail_dir, "127.0.0.1", settings.smtp_capture_port)
     api = PrefectAPI(stack.api_url)
+    monitor = StallMonitor(stack.api_url)
+    pg: Any = None
     try:
+        if args.prefect_db == "postgres":
+            from tests.pg import start_cluster  # the test suite's throwaway cluster (socket only, fsync off)
+
+            pg = start_cluster(free_ports(1)[0])
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+                f"postgresql+asyncpg://postgres@/{pg.create_database()}?host={pg.data_dir}&port={pg.port}"
+            )
         print(f"Starting the stack in {data_dir} (Prefect server first start ~30 s)…", flush=True)
         start_core(stack, settings)
+        monitor.start()
         flows = spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, log_dir)
         stack.children.append(flows)
-        product_ids = wait_deployments(stack, api, PRODUCT_DEPLOYMENTS, {PRODUCT_TRIGGERED}, "product startup")
+        product_ids = wait_deployments(stack, api, spec.names, {spec.triggered}, "product startup")
+        results["settings"]["schedule_intervals_s"] = api.intervals(product_ids)
         results["product"] = run_shape(
             stack,
             api,
             mailbox,
             events,
             product_ids,
-            PRODUCT_TRIGGERED,
+            spec.triggered,
             "product",
             cold_events=args.cold_events,
             latency_events=args.latency_events,
@@ -621,10 +751,17 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         # Nothing may be left behind, also on a second Ctrl-C while stopping.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if monitor.is_alive():  # before the server goes: its shutdown is not a stall
+            monitor.stop()
         print("Stopping every process…", flush=True)
         stop_all(stack.children)
+        if pg is not None:
+            pg.stop()
         capture.stop()
         api.close()
+        results["prefect_api_stalls"] = monitor.stalls()
+        if results["prefect_api_stalls"]:
+            print(f"Prefect API stalls (a read took > 2 s or failed): {results['prefect_api_stalls']}", flush=True)
 
 
 def scan_logs(log_dir: Path) -> dict[str, dict[str, int]]:
@@ -653,7 +790,7 @@ def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     p, n = results["product"], results["naive"]
     ratios: dict[str, float | None] = {}
 
-    def compared(label: str, pv: float, nv: float, key: str, naive_over_product: bool) -> Row:
+    def compared(label: str, pv: float | None, nv: float | None, key: str, naive_over_product: bool) -> Row:
         r = ratio(nv, pv) if naive_over_product else ratio(pv, nv)
         how = "naive/product" if naive_over_product else "product/naive"
         ratios[f"{key}_{how.replace('/', '_over_')}"] = r
@@ -706,19 +843,28 @@ def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
             "burst_emails_per_s",
             False,
         ),
+        compared(
+            "burst: emails/s once mail flows",
+            p["burst"]["emails_per_s_after_first"],
+            n["burst"]["emails_per_s_after_first"],
+            "burst_emails_per_s_after_first",
+            False,
+        ),
         ("burst: first POST → first email, s", p["burst"]["first_email_s"], n["burst"]["first_email_s"], None, ""),
         ("burst: first POST → last email, s", p["burst"]["last_email_s"], n["burst"]["last_email_s"], None, ""),
         ("flow runs during burst", p["burst"]["flow_runs_started"], n["burst"]["flow_runs_started"], None, ""),
+        ("burst: emails arrived", p["burst"]["emails"], n["burst"]["emails"], None, ""),
     ]
     m, st = results["machine"], results["settings"]
     lines = [
         f"event → email benchmark, {results['date']}",
         f"cores {m['cpu_count']} · python {m['python']} · prefect {m['prefect']} · "
-        f"sqlalchemy {m['sqlalchemy']} · SQLite · loopback only",
+        f"sqlalchemy {m['sqlalchemy']} · app DB SQLite · Prefect server DB {st['prefect_database']} · loopback only",
         f"load average (1 min) at start {results['load_average_at_start'][0]:.2f}, "
         f"at end {results['load_average_at_end'][0]:.2f}",
-        f"product: debounced trigger (within {st['trigger_within_s']} s) + drain lingering "
-        f"{st['drain_linger_seconds']:g} s + sweep every {st['sweep_interval_seconds']} s",
+        f"product: debounced trigger (within {st['trigger_within_s']:g} s) + drain lingering "
+        f"{st['drain_linger_seconds']:g} s + "
+        + ", ".join(f"{name} every {sec:g} s" for name, sec in st.get("schedule_intervals_s", {}).items()),
         "naive: one flow run per event (bench/naive_flow.py)",
         "",
         f"{'figure':<40}{'product':>10}{'naive':>10}   ratio",
@@ -730,6 +876,9 @@ def build_table(results: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
     lines.append(
         f"flow runs by deployment: product {p['flow_runs_by_deployment']}, naive {n['flow_runs_by_deployment']}"
     )
+    stalls = results.get("prefect_api_stalls") or []
+    longest = max((x["seconds"] for x in stalls), default=0.0)
+    lines.append(f"Prefect API stalls (a read > 2 s or failing): {len(stalls)}, longest {longest:.0f} s")
     return "\n".join(lines), ratios
 
 
@@ -743,7 +892,12 @@ def _fmt(value: float | int | None) -> str:
 
 def write_results(results: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"event_to_email-{datetime.now(UTC):%Y-%m-%d}.json"
+    variant = (
+        ""
+        if results["settings"]["prefect_database"] == "sqlite"
+        else f"-prefect-{results['settings']['prefect_database']}"
+    )
+    path = RESULTS_DIR / f"event_to_email-{datetime.now(UTC):%Y-%m-%d}{variant}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
 
@@ -768,6 +922,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=8, help="burst POST threads (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random gaps (default 1)")
+    parser.add_argument(
+        "--prefect-db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="database of the Prefect server: sqlite (as `make run`, default) or a throwaway PostgreSQL cluster "
+        "(needs the PostgreSQL server binaries, as `make test`)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
     for name in ("latency_events", "burst", "cold_events", "naive_latency_events", "naive_burst", "workers"):
@@ -783,6 +944,7 @@ def _sigterm(_signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     data_dir = Path(tempfile.mkdtemp(prefix="needlecare-bench-")).resolve()
     keep = args.keep
     started = time.monotonic()
@@ -813,6 +975,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nlog lines worth a look (counts per log): {results['log_findings']}")
     print(f"\ntotal wall time {results['wall_seconds']:.0f} s")
     print(f"results: {write_results(results)}")
+    incomplete = [shape for shape in ("product", "naive") if not results[shape]["burst"]["complete"]]
+    if incomplete:
+        print(f"FAILED: the {' and '.join(incomplete)} burst did not deliver every email in time", file=sys.stderr)
+        return 1
     return 0
 
 

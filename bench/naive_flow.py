@@ -1,7 +1,9 @@
 """The naive shape, for the benchmark only: one flow run per event, for that session's notice.
 
-Same rows, same idempotency key (``aftercare:session:<id>``) and the same ``outbox.deliver`` as
-the product; only the shape differs: nothing is drained, nothing lingers.
+Same row, same idempotency key (``aftercare:session:<id>``) and the same ``outbox.deliver`` as
+the product; only the shape differs: nothing is drained, nothing lingers. (It writes the notice
+only, not the follow-up contacts the product's planner also writes: a few rows, next to a
+process start of seconds.)
 """
 
 from prefect import flow, task
@@ -13,6 +15,11 @@ from sqlmodel import Session, col
 from models import Notification, NotificationStatus, TreatmentSession
 from models.base import utcnow
 from needlecare import aftercare, outbox
+
+try:  # the follow-up work moved planning (and the key) out of the outbox
+    from needlecare.planning import aftercare_key
+except ImportError:  # pragma: no cover - the layout before it
+    from needlecare.outbox import aftercare_key  # type: ignore[attr-defined,no-redef]
 from needlecare.db import session_scope
 from needlecare.settings import get_settings
 
@@ -25,7 +32,7 @@ def plan_and_claim_one(db: Session, session_id: int) -> int | None:
     if session is None:
         return None
     now = utcnow()
-    key = outbox.aftercare_key(session_id)
+    key = aftercare_key(session_id)
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     db.exec(
         insert(Notification)

@@ -4,6 +4,7 @@ Run as ``python -m bench.naive_serve`` with PREFECT_API_URL and NEEDLECARE_* set
 """
 
 from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from bench import NAIVE_DEPLOYMENT
@@ -16,7 +17,10 @@ def main() -> None:
         match={"prefect.resource.id": "needlecare.session.*"},
         parameters={"session_id": "{{ event.payload.session_id }}"},
     )
-    serve(naive_aftercare.to_deployment(name=NAIVE_DEPLOYMENT, triggers=[trigger]), limit=None)
+    deployment = naive_aftercare.to_deployment(name=NAIVE_DEPLOYMENT, triggers=[trigger])
+    if not isinstance(deployment, RunnerDeployment):  # to_deployment is sync outside an event loop
+        raise TypeError("to_deployment returned a coroutine")
+    serve(deployment, limit=None)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
-    log = (log_dir / f"{name}.log").open("ab")
-    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with (log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Child(name, process)
 
 
