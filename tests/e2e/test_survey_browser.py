@@ -497,3 +497,64 @@ def test_accessibility_smoke(env: Env, page: Page, shot: Any) -> None:
     check_accessibility(page)
     expect(page.locator("html")).to_have_attribute("lang", "en")
     shot()
+
+
+def _answer_every_question(page: Page) -> None:
+    """Answer whatever the step asks, by tapping labels as a patient would: mild values, no red flag."""
+    radio_names = page.eval_on_selector_all("form input[type=radio]", "els => [...new Set(els.map(e => e.name))]")
+    preferred = {"bruise": "none", "fainted": "no", "ran": "no", "groc15": "2"}
+    for name in radio_names:
+        if name.startswith("psfs_score_") and name != "psfs_score_0":
+            continue  # one activity is enough; a score without an activity is refused
+        values = page.eval_on_selector_all(f'form input[type=radio][name="{name}"]', "els => els.map(e => e.value)")
+        value = preferred.get(name, "2" if "2" in values else values[0])
+        if value not in values:
+            value = values[0]
+        page.locator(f'label:has(input[name="{name}"][value="{value}"])').first.tap()
+    none_box = page.locator('label:has(input[type=checkbox][value="none"])')
+    if none_box.count():
+        none_box.first.tap()
+    if page.locator("#rom_value").count():
+        page.locator("#rom_value").fill(page.locator("#rom_value").get_attribute("min") or "0")
+    activity = page.locator("#psfs_activity_0")
+    if activity.count() and not activity.input_value():
+        activity.fill("Easy 5 km run")
+
+
+def test_every_step_of_a_protocol_by_browser(env: Env, page: Page, shot: Any) -> None:
+    """Each check of the Achilles protocol, opened on a phone and answered: the answer is stored."""
+    from needlecare import planning
+    from needlecare.protocols import get_protocol
+
+    protocol = get_protocol("achilles_tendinopathy")
+    for step in protocol.steps:
+        completed = utcnow() - timedelta(hours=step.offset_hours, minutes=10)
+        body = event_body(
+            1,
+            external_session_id=f"BROWSER-EVERY-{step.id}",
+            completed_at=completed.isoformat(),
+            patient__external_id=f"BROWSER-EVERY-{step.id}",
+            patient__email=f"every.{step.id}@example.org",
+        )
+        with Session(env.engine, expire_on_commit=False) as db:
+            ingest.record(db, ingest.validate(body), actor="test")
+            planning.plan_pending_sessions(db, now=utcnow())
+            contact = db.exec(
+                select(Contact).where(Contact.step_id == step.id).order_by(Contact.id.desc())  # type: ignore[union-attr]
+            ).first()
+        assert contact is not None and contact.id is not None
+        token = make_token(
+            contact.id,
+            contact.patient_id,
+            step.id,
+            contact.window_closes_at,
+            env.settings.secret_key.get_secret_value(),
+        )
+        page.goto(f"{env.base_url}/s/{token}")
+        _answer_every_question(page)
+        status = submit(page)
+        assert status == 200, (step.id, visible_text(page)[:500])
+        expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
+        shot(step.id)
+        stored = response_for(env, contact)
+        assert stored is not None and stored.step_id == step.id and stored.channel == "web"
