@@ -8,7 +8,6 @@ allowed regions and ROM measures) are made by ``needlecare.ingest`` from the cat
 import re
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as Contract
@@ -16,8 +15,8 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
+from models.checks import check_email, check_timezone
 
-_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 
@@ -34,7 +33,7 @@ class PractitionerIn(_Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        return _check_email(value)
+        return check_email(value)
 
 
 class ConsentIn(_Strict):
@@ -54,7 +53,7 @@ class PatientIn(_Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        return _check_email(value)
+        return check_email(value)
 
     @field_validator("phone")
     @classmethod
@@ -66,11 +65,7 @@ class PatientIn(_Strict):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA time zone name, e.g. America/New_York or Europe/London") from None
-        return value
+        return check_timezone(value)
 
 
 class RomIn(_Strict):
@@ -118,12 +113,6 @@ class SessionCompleted(_Strict):
             if not 1 <= len(item) <= 64:
                 raise ValueError("each muscle name must be 1-64 characters")
         return value
-
-
-def _check_email(value: str | None) -> str | None:
-    if value is not None and not _EMAIL.match(value):
-        raise ValueError("must be an email address such as name@example.org")
-    return value
 
 
 class TreatmentSession(SQLModel, table=True):
