@@ -39,15 +39,12 @@ from typing import Any, NoReturn
 
 import httpx
 import yaml
-from sqlmodel import Session
 
 from bench import NAIVE_DEPLOYMENT
-from models import ClinicCreate
 from needlecare import db as database
-from needlecare.clinics import add_clinic
-from needlecare.devstack import BIN, Child, child_env, spawn, stop_all, wait_http
+from needlecare.devstack import BIN, Child, child_env, ensure_demo_clinic, spawn, stop_all, wait_http
 from needlecare.mailcapture import start_capture
-from needlecare.sample import DEMO_CLINIC_ID, sample_event
+from needlecare.sample import sample_event
 from needlecare.settings import Settings
 from needlecare.signing import SIGNATURE_HEADER, sign
 
@@ -156,19 +153,8 @@ def configure_environment(data_dir: Path) -> tuple[Settings, dict[str, str]]:
 
 
 def register_clinic(url: str) -> str:
-    with Session(database.get_engine(url)) as db:
-        _, secret = add_clinic(
-            db,
-            ClinicCreate(
-                id=DEMO_CLINIC_ID,
-                name="Riverside Physio",
-                email="front-desk@riverside.example",
-                phone="+15550100200",
-                timezone="America/New_York",
-            ),
-            actor="bench",
-        )
-    return secret
+    """The same demo clinic `make run` creates; returns its webhook secret."""
+    return ensure_demo_clinic(Settings(database_url=url))
 
 
 def start_core(stack: Stack, settings: Settings) -> None:
