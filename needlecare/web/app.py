@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from needlecare.settings import Settings, get_settings
-from needlecare.web import ingress, outbox, pages, surveys, unsubscribe
+from needlecare.web import ingress, logfilter, outbox, pages, surveys, unsubscribe
 
 log = logging.getLogger("needlecare.web")
 
@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="needlecare", version="0.1.0", description="Follow-up after dry needling: ingress API, outbox and pages."
     )
     app.state.settings = settings
+    logfilter.install()  # survey and unsubscribe links are usable secrets: never in access logs
     app.include_router(ingress.router)
     app.include_router(pages.router)
     app.include_router(unsubscribe.router)
