@@ -42,7 +42,18 @@ import yaml
 
 from bench import NAIVE_DEPLOYMENT
 from needlecare import db as database
-from needlecare.devstack import BIN, Child, child_env, ensure_demo_clinic, spawn, stop_all, wait_http
+from needlecare.devstack import (
+    BIN,
+    Child,
+    child_env,
+    ensure_demo_clinic,
+    flows_command,
+    prefect_server_command,
+    spawn,
+    stop_all,
+    wait_http,
+    web_command,
+)
 from needlecare.mailcapture import start_capture
 from needlecare.sample import sample_event
 from needlecare.settings import Settings
@@ -162,7 +173,7 @@ def start_core(stack: Stack, settings: Settings) -> None:
     phase = "startup"
     server = spawn(
         "prefect-server",
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+        prefect_server_command(settings.prefect_port),
         stack.env,
         stack.log_dir,
     )
@@ -173,18 +184,7 @@ def start_core(stack: Stack, settings: Settings) -> None:
         _fail(phase, f"Prefect server: {exc}")
     web = spawn(
         "web",
-        [
-            str(BIN / "python"),
-            "-m",
-            "uvicorn",
-            "needlecare.web.app:app_from_env",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(settings.web_port),
-            "--no-access-log",
-        ],
+        web_command("127.0.0.1", settings.web_port, access_log=False),
         stack.env,
         stack.log_dir,
     )
@@ -687,7 +687,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         print(f"Starting the stack in {data_dir} (Prefect server first start ~30 s)…", flush=True)
         start_core(stack, settings)
         monitor.start()
-        flows = spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, log_dir)
+        flows = spawn("flows", flows_command(), env, log_dir)
         stack.children.append(flows)
         product_ids = wait_deployments(stack, api, spec.names, {spec.triggered}, "product startup")
         results["settings"]["schedule_intervals_s"] = api.intervals(product_ids)

@@ -29,6 +29,29 @@ from needlecare.signing import sign
 BIN = Path(sys.executable).parent
 
 
+def prefect_server_command(port: int) -> list[str]:
+    return [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def web_command(host: str, port: int, *, access_log: bool = True) -> list[str]:
+    command = [
+        str(BIN / "python"),
+        "-m",
+        "uvicorn",
+        "needlecare.web.app:app_from_env",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    return command if access_log else [*command, "--no-access-log"]
+
+
+def flows_command() -> list[str]:
+    return [str(BIN / "python"), "-m", "flows.serve"]
+
+
 @dataclass
 class Child:
     name: str
@@ -161,7 +184,7 @@ def run(settings: Settings, say: "Say") -> int:
         say(f"Starting the Prefect server on 127.0.0.1:{settings.prefect_port} (first start takes ~30 s)…")
         server = spawn(
             "prefect-server",
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+            prefect_server_command(settings.prefect_port),
             env,
             log_dir,
         )
@@ -170,22 +193,12 @@ def run(settings: Settings, say: "Say") -> int:
         say("Starting the web app and the flows…")
         web = spawn(
             "web",
-            [
-                str(BIN / "python"),
-                "-m",
-                "uvicorn",
-                "needlecare.web.app:app_from_env",
-                "--factory",
-                "--host",
-                settings.web_host,
-                "--port",
-                str(settings.web_port),
-            ],
+            web_command(settings.web_host, settings.web_port),
             env,
             log_dir,
         )
         children.append(web)
-        children.append(spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, log_dir))
+        children.append(spawn("flows", flows_command(), env, log_dir))
         wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", 60, web)
         sample = data_dir / "sample-event.json"
         body = sample_bytes()

@@ -12,10 +12,10 @@ from sqlmodel import Session
 from models import ClinicCreate
 from needlecare import db as database
 from needlecare.clinics import add_clinic
-from needlecare.devstack import spawn, wait_http
+from needlecare.devstack import flows_command, spawn, wait_http, web_command
 from needlecare.mailcapture import start_capture
 from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
-from tests.e2e.stack import BIN, PrefectServer, Stack, base_env
+from tests.e2e.stack import PrefectServer, Stack, base_env
 from tests.pg import PgCluster
 
 pytestmark = pytest.mark.e2e
@@ -84,22 +84,12 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         s.children.append(
             spawn(
                 "web",
-                [
-                    str(BIN / "python"),
-                    "-m",
-                    "uvicorn",
-                    "needlecare.web.app:app_from_env",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(web_port),
-                ],
+                web_command("127.0.0.1", web_port),
                 env,
                 root / "logs",
             )
         )
-        s.children.append(spawn("flows", [str(BIN / "python"), "-m", "flows.serve"], env, root / "logs"))
+        s.children.append(spawn("flows", flows_command(), env, root / "logs"))
         wait_http(s.web_url + "/healthz", 60, s.children[0])
         s.wait_for(lambda: _deployment_ready(prefect_server), 90, "the served deployments")
         yield s

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
-from needlecare.devstack import Child, stop_all, wait_http
+from needlecare.devstack import Child, prefect_server_command, stop_all, wait_http
 from needlecare.mailcapture import CapturedMail, list_mail
 
 BIN = Path(sys.executable).parent
@@ -47,7 +47,7 @@ class PrefectServer:
         env = base_env(self.home, self.api_url)
         out = self.log.open("ab")
         process = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            prefect_server_command(self.port),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
