@@ -104,17 +104,23 @@ def test_a_bad_signature_stores_and_sends_nothing(stack: Stack) -> None:
     assert found is None
 
 
-def _running(server: PrefectServer, flow_name: str) -> list[dict[str, Any]]:
+def _running(server: PrefectServer, deployment: str) -> list[dict[str, Any]]:
+    """Active runs of *this* stack's deployment (a previous stack's runner may have left orphaned runs)."""
+    found = httpx.get(f"{server.api_url}/deployments/name/{deployment}", timeout=10)
+    found.raise_for_status()
     active = {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}
     runs = server.post(
-        "/flow_runs/filter", {"limit": 50, "flow_runs": active, "flows": {"name": {"any_": [flow_name]}}}
+        "/flow_runs/filter",
+        {"limit": 50, "flow_runs": active, "deployments": {"id": {"any_": [found.json()["id"]]}}},
     )
     return list(runs)
 
 
 def test_sessions_whose_events_were_lost_are_found_by_the_sweep(stack: Stack, prefect_server: PrefectServer) -> None:
     """Stored, committed, but no event emitted (as when Prefect drops it): the sweep sends them."""
-    stack.wait_for(lambda: not _running(prefect_server, "aftercare"), 60, "lingering aftercare runs to end")
+    stack.wait_for(
+        lambda: not _running(prefect_server, "aftercare/on-session-completed"), 60, "lingering aftercare runs to end"
+    )
     with Session(database.get_engine(stack.db_url)) as db:
         sids = [
             ingest.record(db, ingest.validate(event_body(next(_counter))), actor="test").session_id for _ in range(3)
