@@ -4,25 +4,35 @@ from models.audit import AuditEvent
 from models.clinic import Clinic, ClinicCreate, ClinicPublic, Practitioner
 from models.contact import Contact, ContactStatus
 from models.episode import Episode
+from models.escalation import Alert, AlertStatus, CaseRule, CaseStatus, EscalationCase, RuleEvaluation
 from models.notification import Notification, NotificationStatus
 from models.patient import Patient
 from models.session import SessionCompleted, SessionPublic, TreatmentSession
+from models.staff import StaffUser, WebSession
 from models.survey import SurveyResponse
 
 __all__ = [
+    "Alert",
+    "AlertStatus",
     "AuditEvent",
+    "CaseRule",
+    "CaseStatus",
     "Clinic",
     "ClinicCreate",
     "ClinicPublic",
     "Contact",
     "ContactStatus",
     "Episode",
+    "EscalationCase",
     "Notification",
     "NotificationStatus",
     "Patient",
     "Practitioner",
+    "RuleEvaluation",
     "SessionCompleted",
     "SessionPublic",
+    "StaffUser",
     "SurveyResponse",
     "TreatmentSession",
+    "WebSession",
 ]

@@ -2,9 +2,10 @@
 
 import re
 from datetime import datetime
+from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -48,6 +49,11 @@ class ClinicCreate(ClinicBase):
 class Clinic(ClinicBase, table=True):
     id: str = Field(primary_key=True, max_length=64)
     webhook_secret: str = Field(max_length=128, description="HMAC key for signed events")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="Alert routes, SLAs, opening hours, reporting rules (needlecare/clinic_config.py); NULL = defaults",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 
