@@ -11,6 +11,7 @@ import time
 
 from prefect import flow, get_run_logger, task
 
+from flows.escalation import send_alerts
 from models.base import utcnow
 from needlecare.db import session_scope
 from needlecare.outbox import PassResult, run_pass
@@ -48,9 +49,10 @@ def aftercare(session_id: int | None = None, linger_seconds: float | None = None
 
 @flow(name="dispatch", log_prints=False)
 def dispatch() -> dict[str, int]:
-    """Send follow-ups that fall due, and plan sessions whose event was lost (events can be lost)."""
+    """Send follow-ups that fall due, plan sessions whose event was lost (events can be lost), re-alert
+    the backup for cases past their SLA, evaluate missed safety checks (R13) and send due alerts."""
     logger = get_run_logger()
-    summary = drain_outbox(0.0)
+    summary = {**drain_outbox(0.0), **send_alerts(0.0)}
     if summary["planned"]:
         logger.warning("planned %d session(s) whose event did not start a run", summary["planned"])
     logger.info("done: %s", summary)

@@ -10,11 +10,13 @@ import typer
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from models import Clinic, ClinicCreate
+from models import AuditEvent, Clinic, ClinicCreate
 from models.base import utcnow
 from needlecare import db as database
 from needlecare import ingest
+from needlecare.cli_export import export_app
 from needlecare.cli_protocols import protocols_app
+from needlecare.cli_staff import staff_app
 from needlecare.clinics import ClinicExists, add_clinic
 from needlecare.sample import DEMO_CLINIC_ID, sample_bytes
 from needlecare.settings import get_settings
@@ -31,6 +33,8 @@ app.add_typer(clinic_app, name="clinic")
 app.add_typer(session_app, name="session")
 app.add_typer(db_app, name="db")
 app.add_typer(protocols_app, name="protocols")
+app.add_typer(staff_app, name="staff")
+app.add_typer(export_app, name="export")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -92,6 +96,51 @@ def clinic_list() -> None:
         typer.echo(f"{c.id}\t{c.name}\t{c.email}\t{c.timezone}")
 
 
+@clinic_app.command("configure")
+def clinic_configure(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic's id")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="TOML file: alert routes, SLAs, opening hours")],
+) -> None:
+    """Set a clinic's alert routes (Apprise URLs with tags), SLAs and opening hours from a TOML file.
+
+    The file is checked in full before anything is stored; see needlecare/clinic_config.py for the format.
+    """
+    from needlecare.clinic_config import ClinicConfigError, load_config_file, to_stored
+
+    try:
+        config = load_config_file(file)
+    except ClinicConfigError as exc:
+        _fail(f"not stored:\n{exc}", 2)
+        return
+    with _db() as db:
+        clinic = db.get(Clinic, clinic_id)
+        if clinic is None:
+            _fail(f"no clinic '{clinic_id}'; see `needlecare clinic list`", 2)
+            return
+        clinic.config = to_stored(config)
+        db.add(clinic)
+        db.add(AuditEvent(actor="cli", action="clinic.configured", entity="clinic", entity_id=clinic_id))
+        db.commit()
+    routes = ", ".join(f"{len(r.tags)} tag(s) -> {r.url.split(':', 1)[0]}://…" for r in config.alerts) or "clinic email"
+    typer.echo(f"clinic '{clinic_id}' configured: alerts to {routes}; SLA {config.sla.model_dump()}")
+
+
+@clinic_app.command("show-config")
+def clinic_show_config(clinic_id: Annotated[str, typer.Argument(help="The clinic's id")]) -> None:
+    """Print a clinic's effective config (defaults filled in; URL credentials hidden)."""
+    from needlecare.clinic_config import config_of, to_stored
+
+    with _db() as db:
+        clinic = db.get(Clinic, clinic_id)
+        if clinic is None:
+            _fail(f"no clinic '{clinic_id}'; see `needlecare clinic list`", 2)
+            return
+        stored = to_stored(config_of(clinic.config))
+    for route in stored["alerts"]:
+        route["url"] = re.sub(r"//[^/@]*@", "//***@", route["url"])
+    typer.echo(json.dumps(stored, indent=2))
+
+
 @session_app.command("complete")
 def session_complete(
     file: Annotated[
@@ -146,7 +195,11 @@ def dispatch_once(
         ),
     ] = None,
 ) -> None:
-    """One pass in this process: plan new sessions, open due follow-ups, send what is due."""
+    """One pass in this process: plan new sessions, open due follow-ups, send what is due; re-alert the
+    backup for cases past their SLA, evaluate missed safety checks (R13) and send due practitioner alerts."""
+    from dataclasses import asdict
+
+    from needlecare import alerts, escalation
     from needlecare.outbox import run_pass
 
     now = utcnow()
@@ -161,9 +214,13 @@ def dispatch_once(
             _fail(f"--as-of: '{as_of}' is not an ISO 8601 time (2026-11-23T09:00:00Z) nor +<n>h / +<n>d", 2)
         if now.tzinfo is None:
             _fail("--as-of: include a time zone offset, e.g. 2026-11-23T09:00:00Z or +01:00", 2)
+    settings = get_settings()
     with _db() as db:
-        result = run_pass(db, now=now, settings=get_settings())
-    typer.echo(json.dumps({"as_of": now.isoformat(), **result.summary()}))
+        result = run_pass(db, now=now, settings=settings)
+        swept = escalation.sweep(db, now=now)
+        sent = alerts.send_due(db, now=now, settings=settings)
+    summary = {**result.summary(), **asdict(swept), **{f"alerts_{k}": v for k, v in asdict(sent).items()}}
+    typer.echo(json.dumps({"as_of": now.isoformat(), **summary}))
 
 
 @app.command("run")

@@ -151,3 +151,34 @@ def send_email(
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
         reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
         raise TransientDeliveryError(reason or "Apprise reported a failure without a reason")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Apprise URL and the tags that send alerts to it."""
+
+    url: str
+    tags: tuple[str, ...]
+
+
+def send_alert(routes: list[Route], tag: str, title: str, body: str) -> None:
+    """Send a plain-text practitioner alert to every route tagged ``tag``.
+
+    Apprise reports one bool for all routes: if one of several fails, the retry sends to all of them again
+    (a second alert is better than none).
+    """
+    notifier = apprise.Apprise()
+    for route in routes:
+        service = apprise.Apprise.instantiate(route.url, tag=list(route.tags))
+        if not service:
+            raise PermanentDeliveryError("an alert URL could not be parsed by Apprise")
+        service.request_rate_per_sec = 0
+        notifier.add(service)
+    with apprise.LogCapture(level=logging.DEBUG) as captured:
+        ok = notifier.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, tag=tag)
+    if ok is None:
+        raise PermanentDeliveryError(f"no alert route is tagged '{tag}'")
+    if not ok:
+        log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
+        reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
+        raise TransientDeliveryError(reason or "Apprise reported a failure without a reason")

@@ -15,6 +15,7 @@ class AppEvent:
     resource_id: str
     payload: dict[str, int | str]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    labels: dict[str, str] = field(default_factory=dict)  # extra resource labels that triggers can match on
 
 
 Emitter = Callable[[AppEvent], None]
@@ -37,7 +38,7 @@ def prefect_emitter(event: AppEvent) -> None:
     try:
         emit_event(
             event=event.event,
-            resource={"prefect.resource.id": event.resource_id},
+            resource={"prefect.resource.id": event.resource_id, **event.labels},
             payload=dict(event.payload),
             id=event.id,
         )

@@ -10,10 +10,10 @@ notice could go twice, and only if the process died between the SMTP handover an
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from models import AuditEvent, Notification, NotificationStatus
+from needlecare import claims
 from needlecare.catalogue import Catalogue, get_catalogue
 from needlecare.delivery import DeliveryError, PermanentDeliveryError, send_email
 from needlecare.dispatch import dispatch_due
@@ -52,24 +52,8 @@ class PassResult:
 
 
 def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
-    """Atomically mark up to ``limit`` due rows as SENDING for this caller; returns their ids."""
-    stale = now - timedelta(seconds=lease_seconds)
-    due = or_(
-        and_(col(Notification.status).in_([S.PENDING.value, S.RETRY.value]), col(Notification.due_at) <= now),
-        and_(col(Notification.status) == S.SENDING.value, col(Notification.claimed_at) < stale),
-    )
-    candidates = select(Notification.id).where(due).order_by(col(Notification.due_at)).limit(limit)
-    if db.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    stmt = (
-        update(Notification)
-        .where(col(Notification.id).in_(candidates.scalar_subquery()), due)
-        .values(status=S.SENDING.value, claimed_at=now, attempts=col(Notification.attempts) + 1)
-        .returning(col(Notification.id))
-    )
-    ids = [row[0] for row in db.exec(stmt).all()]
-    db.commit()
-    return sorted(ids)
+    """Atomically mark up to ``limit`` due notifications as SENDING for this caller; returns their ids."""
+    return claims.claim_due(db, Notification, now=now, limit=limit, lease_seconds=lease_seconds)
 
 
 def deliver(

@@ -13,9 +13,9 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from models import AuditEvent, Clinic, Contact, ContactStatus, Patient, SurveyResponse, TreatmentSession
+from models import AuditEvent, Clinic, Contact, ContactStatus, Episode, Patient, SurveyResponse, TreatmentSession
 from models.base import utcnow
-from needlecare import events
+from needlecare import escalation, events
 from needlecare.answers import SurveyAnswers
 from needlecare.catalogue import get_catalogue
 from needlecare.protocols import Protocol, Step, get_protocol
@@ -27,6 +27,14 @@ _EVENT_NAMESPACE = uuid.UUID("0f3b5b8e-2f4c-4d0a-9d7e-7a1d3c5e9b21")
 Reason = Literal["invalid", "expired", "answered", "closed"]
 Channel = Literal["web", "api"]
 _OPEN = (ContactStatus.PLANNED.value, ContactStatus.SENT.value)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A stored answer and what its rule evaluation led to."""
+
+    response: SurveyResponse
+    outcome: escalation.Outcome
 
 
 class SurveyUnavailable(Exception):
@@ -49,6 +57,7 @@ class SurveyContext:
     protocol: Protocol
     step: Step
     first_name: str
+    clinic_id: str
     clinic_phone: str | None
     regions_needled: list[str]
     trunk_needled: bool
@@ -87,6 +96,7 @@ def survey_context(db: Session, contact: Contact) -> SurveyContext:
         protocol=protocol,
         step=step,
         first_name=patient.first_name if patient is not None else "",
+        clinic_id=patient.clinic_id if patient is not None else "",
         clinic_phone=clinic.phone if clinic is not None else None,
         regions_needled=regions,
         trunk_needled=get_catalogue().is_trunk(regions),
@@ -128,9 +138,9 @@ def record_answer(
     *,
     channel: Channel,
     now: datetime,
-    advice_tier: str | None,
-) -> SurveyResponse:
-    """Store the one answer for ``contact`` in one transaction, then emit ``needlecare.survey.answered``.
+) -> Answered:
+    """Store the one answer for ``contact``, evaluate the escalation rules on it, and open a case and queue
+    its alert when needed — all in one transaction — then emit ``needlecare.survey.answered``.
 
     The contact is claimed with a conditional UPDATE (open status only), and ``survey_response.contact_id``
     is unique: of two concurrent submits exactly one is stored; the other gets ``SurveyUnavailable``.
@@ -149,10 +159,16 @@ def record_answer(
             db.refresh(contact)
             _check_open(db, contact, now)
             raise SurveyUnavailable("closed")  # pragma: no cover - _check_open raised already
-        response = _response(contact, answers, channel=channel, now=now, advice_tier=advice_tier)
+        response = _response(contact, answers, channel=channel, now=now)
         db.add(response)
         db.flush()
         response_id = _id(response.id)
+        clinic_id = db.exec(select(Episode.clinic_id).where(Episode.id == contact.episode_id)).one()
+        outcome = escalation.evaluate_answer(
+            db, contact, answers, now=now, response_id=response_id, clinic_id=clinic_id
+        )
+        response.advice_tier = outcome.evaluation.highest_tier
+        db.add(response)
         db.add(
             AuditEvent(
                 at=now,
@@ -164,7 +180,9 @@ def record_answer(
                     "contact_id": contact_id,
                     "patient_id": contact.patient_id,
                     "session_id": contact.session_id,
-                    "advice_tier": advice_tier,
+                    "advice_tier": response.advice_tier,
+                    "evaluation_id": outcome.evaluation_id,
+                    "case_id": outcome.case_id,
                 },
             )
         )
@@ -176,12 +194,12 @@ def record_answer(
         db.rollback()
         raise
     db.refresh(contact)
-    events.emit(answered_event(response))
-    return response
+    events.emit(answered_event(response, case_id=outcome.case_id))
+    return Answered(response, outcome)
 
 
-def answered_event(response: SurveyResponse) -> events.AppEvent:
-    """IDs only; a stable event id so an exact duplicate emit can be dropped."""
+def answered_event(response: SurveyResponse, *, case_id: int | None = None) -> events.AppEvent:
+    """IDs only (and the tier reached); a stable event id so an exact duplicate emit can be dropped."""
     response_id = _id(response.id)
     payload: dict[str, int | str] = {
         "response_id": response_id,
@@ -191,17 +209,20 @@ def answered_event(response: SurveyResponse) -> events.AppEvent:
     }
     if response.session_id is not None:
         payload["session_id"] = response.session_id
+    if case_id is not None:
+        payload["case_id"] = case_id
+    if response.advice_tier is not None:
+        payload["tier"] = response.advice_tier
     return events.AppEvent(
         event=SURVEY_ANSWERED,
         resource_id=f"needlecare.survey.{response_id}",
         payload=payload,
         id=uuid.uuid5(_EVENT_NAMESPACE, f"survey-answered:{response_id}"),
+        labels={"needlecare.escalation": "case" if case_id is not None else "none"},
     )
 
 
-def _response(
-    contact: Contact, answers: SurveyAnswers, *, channel: Channel, now: datetime, advice_tier: str | None
-) -> SurveyResponse:
+def _response(contact: Contact, answers: SurveyAnswers, *, channel: Channel, now: datetime) -> SurveyResponse:
     return SurveyResponse(
         contact_id=_id(contact.id),
         patient_id=contact.patient_id,
@@ -224,7 +245,6 @@ def _response(
         fainted=answers.fainted,
         ran=answers.ran,
         run_pain=answers.run_pain,
-        advice_tier=advice_tier,
     )
 
 

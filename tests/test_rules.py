@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from needlecare.answers import SurveyAnswers
+from needlecare.answers import BSI_ONLY, REDFLAGS, SurveyAnswers
 from needlecare.rules import (
     DEFAULT_PATH,
     EvaluationInput,
@@ -66,6 +66,10 @@ CASES: list[tuple[str, str, dict[str, Any], Tier | None]] = [
     ("R4", "fainted + palpitations", {"redflags": ["fainted_after_leaving", "palpitations"]}, "EMERGENCY"),
     ("R4", "fainted + fall injury", {"redflags": ["fainted_after_leaving", "injury_from_fall"]}, "EMERGENCY"),
     ("R4", "palpitations without fainting", {"redflags": ["palpitations"]}, None),
+    # L1 (local): checklist items no domain rule covers on their own
+    ("L1", "palpitations alone", {"redflags": ["palpitations"]}, "SAME_DAY"),
+    ("L1", "fall injury alone", {"redflags": ["injury_from_fall"]}, "SAME_DAY"),
+    ("L1", "fainted alone is R4's", {"redflags": ["fainted_after_leaving"]}, None),
     ("R4", "felt faint in the session only", {"fainted": True}, None),
     # R5 infection
     ("R5", "pus", {"redflags": ["pus"]}, "SAME_DAY"),
@@ -179,7 +183,7 @@ def test_rule(rule: str, inputs: dict[str, Any], expected: Tier | None) -> None:
 
 def test_every_rule_has_a_firing_case_and_a_near_miss() -> None:
     ids = [rule.id for rule in get_rules().rules]
-    assert ids == [f"R{n}" for n in range(1, 18)]
+    assert ids == [*(f"R{n}" for n in range(1, 18)), "L1"]
     for rule_id in ids:
         assert any(c[0] == rule_id and c[3] is not None for c in CASES), rule_id
         assert any(c[0] == rule_id and c[3] is None for c in CASES), rule_id
@@ -367,3 +371,11 @@ def test_broken_file(tmp_path: Path, old: str, new: str, fragments: list[str]) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="file not found"):
         load_rules(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("flag", sorted(REDFLAGS))
+def test_every_checklist_red_flag_reaches_same_day_or_emergency(flag: str) -> None:
+    """A ticked red flag never goes unanswered, whatever else was (not) answered."""
+    injury = "bone_stress_injury" if flag in BSI_ONLY else "achilles_tendinopathy"
+    result = evaluate(get_rules(), EvaluationInput(hours_since_session=30, injury_slug=injury, redflags=[flag]))
+    assert result.highest_tier in ("EMERGENCY", "SAME_DAY"), (flag, result.fired_ids)

@@ -1,8 +1,8 @@
 """Survey links: the form (GET/POST /s/{token}) and the JSON answers API for apps and SMS gateways.
 
-Both validate with ``needlecare.answers``, store through ``needlecare.surveys`` and show the advice
-from ``needlecare.advice`` in the same response (domain.md §6). A ticked red flag shows its advice even
-when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for unusable links
+Both validate with ``needlecare.answers``, store through ``needlecare.surveys`` and show the advice of
+the escalation rules (``needlecare.advice``) in the same response (domain.md §6). A ticked red flag shows
+its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for unusable links
 say nothing about the patient, the clinic or the check.
 """
 
@@ -19,8 +19,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlmodel import Session
 
+from models import Clinic
 from models.base import utcnow
-from needlecare.advice import Advice, advice_for
+from needlecare import escalation, sla
+from needlecare.advice import Advice, advice_from
 from needlecare.answers import (
     BRUISE_OPTIONS,
     GROC_LABELS,
@@ -32,8 +34,10 @@ from needlecare.answers import (
     redflag_options,
     validate_answers,
 )
+from needlecare.clinic_config import config_of
 from needlecare.db import get_engine
 from needlecare.rendering import TEMPLATES_DIR
+from needlecare.rules import EvaluationInput, evaluate, get_rules
 from needlecare.settings import Settings
 from needlecare.surveys import (
     Channel,
@@ -165,7 +169,7 @@ def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Ch
         try:
             context = _open(db, token, settings, now)
         except SurveyUnavailable as exc:
-            return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_unsaved_advice(data, None))
+            return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_unsaved_advice(db, data, None, now))
         try:
             answers = validate_answers(
                 data,
@@ -175,33 +179,37 @@ def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Ch
                 previous_activities=context.previous_activities or None,
             )
         except InvalidAnswers as exc:
-            return _Outcome(422, context=context, errors=exc.errors, advice=_unsaved_advice(data, context))
-        advice = _advice(answers, context, saved=True)
+            return _Outcome(422, context=context, errors=exc.errors, advice=_unsaved_advice(db, data, context, now))
         try:
-            response = record_answer(
-                db,
-                context.contact,
-                answers,
-                channel=channel,
-                now=now,
-                advice_tier=advice.tier if advice else None,
-            )
+            answered = record_answer(db, context.contact, answers, channel=channel, now=now)
         except SurveyUnavailable as exc:  # lost a race with another submit, or the window closed meanwhile
-            return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_advice(answers, context, saved=False))
-        return _Outcome(201, context=context, advice=advice, response_id=response.id)
+            return _Outcome(
+                STATUS[exc.reason], reason=exc.reason, advice=_advice(db, answers, context, now, saved=False)
+            )
+        advice = advice_from(answered.outcome.evaluation, saved=True, clinic_open=_clinic_open(db, context, now))
+        return _Outcome(201, context=context, advice=advice, response_id=answered.response.id)
 
 
-def _advice(answers: SurveyAnswers, context: SurveyContext | None, *, saved: bool) -> Advice | None:
-    return advice_for(
-        answers,
-        trunk_needled=context.trunk_needled if context else False,
-        injury=context.contact.injury if context else "",
-        saved=saved,
-    )
+def _advice(
+    db: Session, answers: SurveyAnswers, context: SurveyContext | None, now: datetime, *, saved: bool
+) -> Advice | None:
+    """Advice for answers that were not stored: the same rules, with whatever context the link gives."""
+    if context is not None:
+        inputs = escalation.inputs_for(db, context.contact, now, answers)
+    else:
+        inputs = EvaluationInput.from_answers(answers, hours_since_session=0)
+    return advice_from(evaluate(get_rules(), inputs), saved=saved, clinic_open=_clinic_open(db, context, now))
 
 
-def _unsaved_advice(data: dict[str, Any], context: SurveyContext | None) -> Advice | None:
-    return _advice(lenient_answers(data), context, saved=False)
+def _clinic_open(db: Session, context: SurveyContext | None, now: datetime) -> bool:
+    clinic = db.get(Clinic, context.clinic_id) if context is not None else None
+    if clinic is None:
+        return False  # no clinic to call: point to urgent care
+    return sla.is_open(now, config_of(clinic.config).opening_hours, clinic.timezone)
+
+
+def _unsaved_advice(db: Session, data: dict[str, Any], context: SurveyContext | None, now: datetime) -> Advice | None:
+    return _advice(db, lenient_answers(data), context, now, saved=False)
 
 
 def _submit_api(token: str, raw: bytes, settings: Settings) -> _Outcome:

@@ -67,6 +67,7 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
             "NEEDLECARE_PREFECT_API_URL": prefect_server.api_url,
             "NEEDLECARE_SMTP_CAPTURE_PORT": str(smtp_port),
             "NEEDLECARE_WEB_PORT": str(web_port),
+            "NEEDLECARE_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
             "NEEDLECARE_DISPATCH_INTERVAL_SECONDS": "5",
             "NEEDLECARE_DRAIN_LINGER_SECONDS": "5",
         }
@@ -102,7 +103,7 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-DEPLOYMENTS = ("aftercare/on-session-completed", "dispatch/dispatch")
+DEPLOYMENTS = ("aftercare/on-session-completed", "escalation/on-survey-answered", "dispatch/dispatch")
 
 
 def _delete_deployments(server: PrefectServer) -> None:

@@ -17,18 +17,28 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from models import AuditEvent, Clinic, Contact, Episode, Patient, SurveyResponse, TreatmentSession
+from models import AuditEvent, Clinic, Patient, SurveyResponse
 from models.base import utcnow
-from needlecare import events, ingest
-from needlecare.advice import SAVED, advice_for
+from needlecare import events
+from needlecare.advice import (
+    CLOSED_NOTE,
+    CLOSED_TITLE,
+    EMERGENCY_TITLE,
+    SAME_DAY_TITLE,
+    SAVED,
+    Advice,
+    advice_from,
+)
 from needlecare.answers import NOT_ASKED, InvalidAnswers, SurveyAnswers, lenient_answers, validate_answers
 from needlecare.protocols import get_protocol
+from needlecare.rules import EvaluationInput, evaluate, get_rules
 from needlecare.settings import Settings
 from needlecare.surveys import SurveyUnavailable, load_contact, record_answer
 from needlecare.tokens import TokenClaims, TokenExpired, TokenInvalid, make_token, read_token
 from needlecare.web.app import create_app
 from needlecare.web.surveys import router
-from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
+from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE
+from tests.records import make_contact, make_session, token_for
 
 INJURY = "achilles_tendinopathy"
 SECRET = "test-secret-key-for-survey-links-0123456789"
@@ -50,69 +60,6 @@ def app(settings: Settings, clinic: Clinic) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
-
-
-def make_session(db: Session, n: int = 1, **overrides: Any) -> TreatmentSession:
-    result = ingest.record(db, ingest.validate(event_body(n, **overrides)), actor="test")
-    session = db.get(TreatmentSession, result.session_id)
-    assert session is not None
-    if session.episode_id is None:
-        episode = Episode(
-            clinic_id=session.clinic_id,
-            patient_id=session.patient_id,
-            injury=session.injury,
-            started_at=session.completed_at,
-            baseline_pain_nprs=session.baseline_pain_nprs,
-        )
-        db.add(episode)
-        db.flush()
-        session.episode_id = episode.id
-        db.add(session)
-        db.commit()
-    return session
-
-
-def make_contact(
-    db: Session,
-    session: TreatmentSession,
-    step_id: str,
-    *,
-    status: str = "sent",
-    opens: timedelta = timedelta(hours=-2),
-    closes: timedelta = timedelta(hours=24),
-) -> Contact:
-    step = get_protocol(session.injury).step(step_id)
-    now = utcnow()
-    assert session.episode_id is not None
-    contact = Contact(
-        idempotency_key=f"{step.scope}:{session.id if step.scope == 'session' else session.episode_id}:{step_id}",
-        patient_id=session.patient_id,
-        session_id=session.id if step.scope == "session" else None,
-        episode_id=session.episode_id,
-        injury=session.injury,
-        step_id=step_id,
-        scope=step.scope,
-        safety=step.safety,
-        status=status,
-        due_at=now + opens + timedelta(hours=1),
-        window_opens_at=now + opens,
-        window_closes_at=now + closes,
-        sent_at=now if status == "sent" else None,
-    )
-    db.add(contact)
-    db.commit()
-    return contact
-
-
-def token_for(contact: Contact, settings: Settings, *, expires_at: datetime | None = None) -> str:
-    assert contact.id is not None
-    return make_token(
-        contact.id,
-        contact.patient_id,
-        contact.step_id,
-        expires_at or contact.window_closes_at,
-        settings.secret_key.get_secret_value(),
-    )
 
 
 def responses(db: Session) -> list[SurveyResponse]:
@@ -261,7 +208,7 @@ def test_same_day_flag_shows_same_day_advice_with_clinic_phone(
     contact = make_contact(db, session, "check_24h")
     page = client.post(f"/s/{token_for(contact, settings)}", data={**CHECK_24H_OK, "redflags": "spreading_redness"})
     assert page.status_code == 200
-    assert "Contact the clinic today; if it is closed or you get worse, go to urgent care." in page.text
+    assert "a needle site may be infected" in page.text and "urgent care" in page.text
     assert "advice-SAME_DAY" in page.text and "+15550100200" in page.text
     assert "emergency number now" not in page.text
     assert responses(db)[0].advice_tier == "SAME_DAY"
@@ -413,7 +360,7 @@ def test_api_answers_201_then_409(
     session = make_session(db)
     contact = make_contact(db, session, "check_24h")
     url = f"/api/v1/surveys/{token_for(contact, settings)}/answers"
-    body = {"soreness": 8, "bruise": "spreading", "redflags": ["none"], "fainted": True}
+    body = {"soreness": 8, "bruise": "large", "redflags": ["none"], "fainted": True}
     first = client.post(url, json=body)
     assert first.status_code == 201, first.text
     [stored] = responses(db)
@@ -491,9 +438,9 @@ def test_a_lost_race_in_record_answer_is_answered_not_500(db: Session, db_url: s
         Session(database.get_engine(db_url), expire_on_commit=False) as two,
     ):
         first, second = load_contact(one, claims), load_contact(two, claims)
-        record_answer(one, first, answers, channel="api", now=utcnow(), advice_tier=None)
+        record_answer(one, first, answers, channel="api", now=utcnow())
         with pytest.raises(SurveyUnavailable) as lost:
-            record_answer(two, second, answers, channel="web", now=utcnow(), advice_tier=None)
+            record_answer(two, second, answers, channel="web", now=utcnow())
     assert lost.value.reason == "answered"
     assert db.exec(select(func.count()).select_from(SurveyResponse)).one() == 1
 
@@ -672,6 +619,17 @@ def test_psfs_must_re_rate_the_previous_activities() -> None:
 # ---- advice ------------------------------------------------------------------------------------------
 
 
+def _advice(answers: SurveyAnswers, trunk: bool, injury: str, *, clinic_open: bool = True) -> Advice | None:
+    inputs = EvaluationInput.from_answers(
+        answers,
+        hours_since_session=72 if answers.bruise == "spreading" else 30,
+        step_id="check_72h" if answers.bruise == "spreading" else "check_24h",
+        injury_slug=injury,
+        regions_needled=["thoracic_back"] if trunk else ["calf"],
+    )
+    return advice_from(evaluate(get_rules(), inputs), clinic_open=clinic_open)
+
+
 @pytest.mark.parametrize(
     ("answers", "trunk", "injury", "tier"),
     [
@@ -692,27 +650,40 @@ def test_psfs_must_re_rate_the_previous_activities() -> None:
         (SurveyAnswers(redflags=["none"], bruise="spreading"), False, INJURY, "SAME_DAY"),
         (SurveyAnswers(nprs_worst=8), False, INJURY, "SAME_DAY"),
         (SurveyAnswers(nprs_worst=7, nprs_usual=9), False, INJURY, None),
+        (SurveyAnswers(soreness=7), False, INJURY, "NEXT_BD"),
+        (SurveyAnswers(groc15=5), False, INJURY, "INFO"),
     ],
 )
 def test_advice_tiers(answers: SurveyAnswers, trunk: bool, injury: str, tier: str | None) -> None:
-    advice = advice_for(answers, trunk_needled=trunk, injury=injury)
+    advice = _advice(answers, trunk, injury)
     assert (advice.tier if advice else None) == tier
     if advice is not None:
         assert advice.message.endswith(SAVED)
         lowered = advice.message.lower()
-        for forbidden in ("watch", "monitor", "someone will", "will call you", "reviewing"):
+        for forbidden in ("watch", "monitor", "someone will", "will call you", "reviewing", "right now"):
             assert forbidden not in lowered
         if tier == "EMERGENCY":
-            assert advice.message.startswith("Call your local emergency number now")
-        else:
-            assert "Contact the clinic today; if it is closed or you get worse, go to urgent care." in advice.message
+            assert advice.title == EMERGENCY_TITLE
+            assert "emergency number" in lowered and "do not wait for a reply from the clinic" in lowered
+        elif tier == "SAME_DAY":
+            assert advice.title == SAME_DAY_TITLE and "urgent care" in lowered
 
 
 def test_trunk_needling_changes_the_breathing_wording_only() -> None:
-    lower = advice_for(SurveyAnswers(redflags=["breathless"]), trunk_needled=False, injury=INJURY)
-    trunk = advice_for(SurveyAnswers(redflags=["breathless"]), trunk_needled=True, injury=INJURY)
+    lower = _advice(SurveyAnswers(redflags=["breathless"]), False, INJURY)
+    trunk = _advice(SurveyAnswers(redflags=["breathless"]), True, INJURY)
     assert lower is not None and trunk is not None and lower.tier == trunk.tier == "EMERGENCY"
     assert "collapsed lung" in trunk.message and "collapsed lung" not in lower.message
+
+
+def test_same_day_advice_out_of_hours_points_to_urgent_care_first() -> None:
+    open_ = _advice(SurveyAnswers(redflags=["pus"]), False, INJURY, clinic_open=True)
+    closed = _advice(SurveyAnswers(redflags=["pus"]), False, INJURY, clinic_open=False)
+    assert open_ is not None and closed is not None
+    assert open_.title == SAME_DAY_TITLE and CLOSED_NOTE not in open_.message
+    assert closed.title == CLOSED_TITLE and CLOSED_NOTE in closed.message
+    emergency = _advice(SurveyAnswers(redflags=["breathless"]), False, INJURY, clinic_open=False)
+    assert emergency is not None and emergency.title == EMERGENCY_TITLE, "emergency advice never changes with hours"
 
 
 def test_lenient_answers_keep_only_what_advice_needs() -> None:

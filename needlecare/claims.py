@@ -1,0 +1,38 @@
+"""Atomic claims on an outbox table (patient notifications and practitioner alerts share the shape).
+
+A row is claimed atomically (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE, SQLite
+serialises writers), so two dispatchers never hold the same row. A claim left by a worker that died
+mid-send is taken again after ``lease_seconds``.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, col, select
+
+from models import Alert, Notification
+
+PENDING, RETRY, SENDING = "pending", "retry", "sending"
+
+
+def claim_due(
+    db: Session, model: type[Notification] | type[Alert], *, now: datetime, limit: int, lease_seconds: float
+) -> list[int]:
+    """Mark up to ``limit`` due rows of ``model`` as sending for this caller; returns their ids. Commits."""
+    stale = now - timedelta(seconds=lease_seconds)
+    due = or_(
+        and_(col(model.status).in_([PENDING, RETRY]), col(model.due_at) <= now),
+        and_(col(model.status) == SENDING, col(model.claimed_at) < stale),
+    )
+    candidates = select(model.id).where(due).order_by(col(model.due_at)).limit(limit)
+    if db.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    stmt = (
+        update(model)
+        .where(col(model.id).in_(candidates.scalar_subquery()), due)
+        .values(status=SENDING, claimed_at=now, attempts=col(model.attempts) + 1)
+        .returning(col(model.id))
+    )
+    ids = [row[0] for row in db.exec(stmt).all()]
+    db.commit()
+    return sorted(ids)

@@ -1,0 +1,109 @@
+"""The cases pages behind the login: the list by tier and age, one case, acknowledge and resolve (CSRF),
+and nothing of another clinic's."""
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from models import AuditEvent, Clinic, ClinicCreate, EscalationCase
+from models.base import utcnow
+from needlecare import auth
+from needlecare.answers import SurveyAnswers
+from needlecare.clinics import add_clinic
+from needlecare.settings import Settings
+from needlecare.surveys import record_answer
+from needlecare.web.app import create_app
+from tests.records import make_contact, make_session
+
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def client(settings: Settings, clinic: Clinic, db: Session) -> Iterator[TestClient]:
+    auth.create_user(db, clinic.id, "dana@riverside.example", "Dana Reyes", PASSWORD)
+    with TestClient(create_app(settings), raise_server_exceptions=False, follow_redirects=False) as c:
+        yield c
+
+
+def login(client: TestClient, email: str = "dana@riverside.example") -> None:
+    page = client.get("/login")
+    token = CSRF.search(page.text)
+    assert token, page.text
+    done = client.post("/login", data={"email": email, "password": PASSWORD, "csrf": token.group(1), "next": "/cases"})
+    assert done.status_code == 303, done.text
+
+
+def open_case(db: Session, n: int, redflags: list[str]) -> EscalationCase:
+    contact = make_contact(db, make_session(db, n), "check_24h")
+    answered = record_answer(db, contact, SurveyAnswers(redflags=redflags, soreness=1), channel="web", now=utcnow())
+    case = db.get(EscalationCase, answered.outcome.case_id)
+    assert case is not None
+    return case
+
+
+def csrf(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, html
+    return match.group(1)
+
+
+def test_anonymous_users_are_sent_to_login(client: TestClient) -> None:
+    page = client.get("/cases")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/cases")
+
+
+def test_the_list_shows_open_cases_most_urgent_first(client: TestClient, db: Session) -> None:
+    same_day = open_case(db, 1, ["pus"])
+    emergency = open_case(db, 2, ["breathless"])
+    login(client)
+    page = client.get("/cases")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    rows = re.findall(r'data-case="(\d+)"', page.text)
+    assert rows == [str(emergency.id), str(same_day.id)]
+    assert "Sam Okafor" in page.text and "R2" in page.text and "R5" in page.text
+
+
+def test_acknowledge_and_resolve_with_csrf(client: TestClient, db: Session) -> None:
+    case = open_case(db, 1, ["pus"])
+    login(client)
+    page = client.get(f"/cases/{case.id}")
+    assert page.status_code == 200 and "Possible needle-site infection" in page.text
+    assert "Pus or cloudy fluid" in page.text, "the answers are shown to staff"
+    refused = client.post(f"/cases/{case.id}/acknowledge", data={"csrf": "forged"})
+    assert refused.status_code == 403
+    db.expire_all()
+    assert db.get(EscalationCase, case.id).status == "open"  # type: ignore[union-attr]
+    done = client.post(f"/cases/{case.id}/acknowledge", data={"csrf": csrf(page.text)})
+    assert done.status_code == 303
+    page = client.get(f"/cases/{case.id}")
+    assert '<dd id="case-status">acknowledged</dd>' in page.text and "case.acknowledged by Dana Reyes" in page.text
+    empty = client.post(f"/cases/{case.id}/resolve", data={"csrf": csrf(page.text), "note": "  "})
+    assert empty.status_code == 422 and "note is required" in empty.text
+    resolved = client.post(f"/cases/{case.id}/resolve", data={"csrf": csrf(page.text), "note": "Phoned, reviewed."})
+    assert resolved.status_code == 303
+    db.expire_all()
+    stored = db.get(EscalationCase, case.id)
+    assert stored is not None and stored.status == "resolved" and stored.resolution_note == "Phoned, reviewed."
+    actions = db.exec(select(AuditEvent.action).where(AuditEvent.entity_id == str(case.id))).all()
+    assert {"case.opened", "case.acknowledged", "case.resolved"} <= set(actions)
+    assert str(case.id) in client.get("/cases?show=resolved").text
+
+
+def test_another_clinics_case_is_not_found(client: TestClient, db: Session) -> None:
+    add_clinic(db, ClinicCreate(id="hillside", name="Hillside", email="h@hillside.example"), actor="test")
+    auth.create_user(db, "hillside", "lee@hillside.example", "Lee", PASSWORD)
+    case = open_case(db, 1, ["pus"])
+    login(client, "lee@hillside.example")
+    page = client.get(f"/cases/{case.id}")
+    assert page.status_code == 404 and "Sam" not in page.text
+    listing: Any = client.get("/cases")
+    assert f'data-case="{case.id}"' not in listing.text
+    posted = client.post(f"/cases/{case.id}/acknowledge", data={"csrf": csrf(listing.text)})
+    assert posted.status_code == 404 and "No such case" in posted.text
+    db.expire_all()
+    assert db.get(EscalationCase, case.id).status == "open"  # type: ignore[union-attr]
