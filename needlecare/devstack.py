@@ -141,6 +141,19 @@ def ensure_demo_clinic(settings: Settings) -> str:
         return secret
 
 
+DEMO_STAFF_EMAIL = "dana@riverside.example"
+DEMO_STAFF_PASSWORD = "needlecare-demo-only"  # development stack only; `needlecare run` refuses production
+
+
+def ensure_demo_staff(settings: Settings) -> None:
+    """A staff login for the demo clinic, so the cases and dashboard pages can be opened at once."""
+    from needlecare.auth import create_user, find_user
+
+    with Session(database.get_engine(settings.resolved_database_url)) as db:
+        if find_user(db, DEMO_STAFF_EMAIL) is None:
+            create_user(db, DEMO_CLINIC_ID, DEMO_STAFF_EMAIL, "Dana Reyes", DEMO_STAFF_PASSWORD, actor="make-run")
+
+
 def run(settings: Settings, say: "Say") -> int:
     if not settings.is_development:
         say("`needlecare run` is the development stack; in production run each service on its own.")
@@ -166,7 +179,9 @@ def run(settings: Settings, say: "Say") -> int:
         return 1
     env = child_env(settings)
     database.upgrade(env["NEEDLECARE_DATABASE_URL"])
-    secret = ensure_demo_clinic(settings.model_copy(update={"database_url": env["NEEDLECARE_DATABASE_URL"]}))
+    local = settings.model_copy(update={"database_url": env["NEEDLECARE_DATABASE_URL"]})
+    secret = ensure_demo_clinic(local)
+    ensure_demo_staff(local)
 
     children: list[Child] = []
     stopping = False
@@ -241,6 +256,7 @@ needlecare is running (development).
   Logs         {log_dir}
 
 Demo clinic '{DEMO_CLINIC_ID}', webhook secret: {secret}
+Staff pages  {web}/cases and {web}/dashboard: log in as {DEMO_STAFF_EMAIL} / {DEMO_STAFF_PASSWORD}
 
 Send a sample session-completed event (then open the outbox):
   .venv/bin/needlecare session complete --file {sample}
