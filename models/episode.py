@@ -3,13 +3,15 @@ their baseline belong to the episode, not to each session (domain.md §4.2)."""
 
 from datetime import datetime
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
 
 
 class Episode(SQLModel, table=True):
+    __table_args__ = (Index("ix_episode_clinic_started", "clinic_id", "started_at"),)  # report period filter
+
     id: int | None = Field(default=None, primary_key=True)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)
     patient_id: int = Field(foreign_key="patient.id", index=True)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as Contract
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -117,7 +117,10 @@ class SessionCompleted(_Strict):
 
 class TreatmentSession(SQLModel, table=True):
     __tablename__ = "treatment_session"
-    __table_args__ = (UniqueConstraint("clinic_id", "external_session_id", name="uq_session_external"),)
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "external_session_id", name="uq_session_external"),
+        Index("ix_session_episode_completed", "episode_id", "completed_at", "id"),  # first session per episode
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)

@@ -17,6 +17,10 @@ names the field and what is allowed. Example (every key optional)::
     same_day_working_hours = 4      # domain.md §6: acknowledge by the end of the clinic day, target <= 4 working h
     next_bd_working_hours = 10      # about one clinic day
 
+    [reporting]                     # small-number rules for reports (domain.md §5.2; see suppression.py)
+    min_count_shown = 11
+    min_paired = 20
+
     [opening_hours]                 # in the clinic's time zone
     days = ["mon", "tue", "wed", "thu", "fri"]
     open = "08:00"
@@ -35,6 +39,7 @@ import apprise
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from needlecare.rules import TIERS
+from needlecare.suppression import ReportPolicy
 
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")  # tiers that open a case; INFO only reaches the dashboard
 TAGS = ("emergency", "same_day", "next_bd", "backup")
@@ -103,6 +108,7 @@ class ClinicConfig(BaseModel):
     alerts: list[AlertRoute] = Field(default_factory=list, description="empty: the clinic's email gets every alert")
     sla: Sla = Sla()
     opening_hours: OpeningHours = OpeningHours()
+    reporting: ReportPolicy = ReportPolicy()
 
     @model_validator(mode="after")
     def _every_tier_routed(self) -> "ClinicConfig":
