@@ -4,13 +4,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint bench clean help
+.PHONY: run test test-fast lint bench demo clean help
 
 help:
 	@echo "make run    start the whole system on 127.0.0.1 (web :8000, Prefect :4200, SMTP capture :1025)"
 	@echo "make test   run the test suite (unit, SQLite and PostgreSQL, end-to-end on real parts)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks (figures go in the README)"
+	@echo "make demo   fill the demo clinic with a synthetic cohort run through the real pipeline (~30 s)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.event_to_email
+
+demo: $(STAMP)
+	$(BIN)/needlecare demo
 
 clean:
 	rm -rf var test-output .pytest_cache .mypy_cache .ruff_cache

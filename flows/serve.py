@@ -8,6 +8,7 @@ import yaml
 from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
+from prefect.schedules import Cron, Interval, Schedule
 
 from needlecare.settings import get_settings
 
@@ -24,6 +25,30 @@ def load_flow(entrypoint: str) -> Flow[Any, Any]:
     return flow
 
 
+DISPATCH_DEPLOYMENT = "dispatch"
+
+
+def build_schedules(item: dict[str, Any], dispatch_interval: int | None = None) -> list[Schedule]:
+    """The schedules of one deployment entry: ``interval`` (seconds) and ``cron`` (with optional ``timezone``).
+
+    ``dispatch_interval`` (NEEDLECARE_DISPATCH_INTERVAL_SECONDS) replaces the interval of the ``dispatch``
+    deployment only; every other schedule is taken as written.
+    """
+    schedules: list[Schedule] = []
+    for entry in item.get("schedules") or []:
+        timezone = entry.get("timezone")
+        if "cron" in entry:
+            schedules.append(Cron(entry["cron"], timezone=timezone))
+        elif "interval" in entry:
+            seconds = entry["interval"]
+            if item["name"] == DISPATCH_DEPLOYMENT and dispatch_interval:
+                seconds = dispatch_interval
+            schedules.append(Interval(seconds, timezone=timezone))
+        else:
+            raise ValueError(f"deployment {item['name']}: a schedule needs 'interval' or 'cron', got {sorted(entry)}")
+    return schedules
+
+
 def build_deployments(spec_path: Path = SPEC, dispatch_interval: int | None = None) -> list[RunnerDeployment]:
     spec = yaml.safe_load(spec_path.read_text())
     deployments = []
@@ -31,15 +56,13 @@ def build_deployments(spec_path: Path = SPEC, dispatch_interval: int | None = No
         triggers: list[DeploymentTriggerTypes | TriggerTypes] = [
             DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"}) for t in item.get("triggers", [])
         ]
-        intervals = [s["interval"] for s in item.get("schedules", []) if "interval" in s]
-        if intervals and dispatch_interval:
-            intervals = [dispatch_interval]
+        schedules = build_schedules(item, dispatch_interval)
         deployment = load_flow(item["entrypoint"]).to_deployment(
             name=item["name"],
             description=item.get("description"),
             parameters=item.get("parameters") or {},
             triggers=triggers or None,
-            interval=intervals[0] if intervals else None,
+            schedules=schedules or None,
         )
         if not isinstance(deployment, RunnerDeployment):  # to_deployment is sync outside an event loop
             raise TypeError("to_deployment returned a coroutine; call build_deployments outside an event loop")

@@ -14,8 +14,10 @@ from models import AuditEvent, Clinic, ClinicCreate
 from models.base import utcnow
 from needlecare import db as database
 from needlecare import ingest
+from needlecare.cli_demo import demo
 from needlecare.cli_export import export_app
 from needlecare.cli_protocols import protocols_app
+from needlecare.cli_report import report
 from needlecare.cli_staff import staff_app
 from needlecare.clinics import ClinicExists, add_clinic
 from needlecare.sample import DEMO_CLINIC_ID, sample_bytes
@@ -35,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(protocols_app, name="protocols")
 app.add_typer(staff_app, name="staff")
 app.add_typer(export_app, name="export")
+app.command("demo")(demo)
+app.command("report")(report)
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -57,7 +57,7 @@ Definitions (domain.md §5.1; where domain.md marks a rule [E] it is a design pr
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -786,6 +786,10 @@ def _step_rows(counts: Sequence[Any], changes: Sequence[Any], policy: ReportPoli
         changes_here = sorted(by_step.get((row.injury, row.step_id), []), key=lambda r: r.measure)
         pain = next((_change(PAIN, r, policy) for r in changes_here if r.measure == PAIN), None)
         rom = tuple(_change(r.measure, r, policy) for r in changes_here if r.measure != PAIN)
+        if not (contacts_answered.shown and patients_answered.shown):
+            # The paired n is at most the answered count: showing it would give back a suppressed cell.
+            pain = _hide_n(pain, policy) if pain is not None else None
+            rom = tuple(_hide_n(change, policy) for change in rom)
         rows.append(
             StepRow(
                 injury=row.injury,
@@ -806,6 +810,15 @@ def _step_rows(counts: Sequence[Any], changes: Sequence[Any], policy: ReportPoli
             )
         )
     return tuple(rows)
+
+
+def _hide_n(change: ChangeStats, policy: ReportPolicy) -> ChangeStats:
+    """The same statistics with their n's hidden (complementary suppression)."""
+    return replace(
+        change,
+        n=hidden(Reason.COMPLEMENTARY, change.raw.n, policy),
+        patients=hidden(Reason.COMPLEMENTARY, change.raw.patients, policy),
+    )
 
 
 def _adverse_rows(rows: Sequence[Any], policy: ReportPolicy) -> tuple[AdverseRow, ...]:

@@ -591,3 +591,20 @@ def test_trajectory_means_match_numpy(db: Session, clinic: Clinic) -> None:
         assert (point.mean.low, point.mean.high) == approx((low, high))
     assert points[0].response_rate is None
     assert points[2].response_rate is not None and points[2].response_rate.value == approx(100.0)
+
+
+def test_paired_n_is_hidden_when_it_would_give_back_a_suppressed_answered_count(db: Session, clinic: Clinic) -> None:
+    """15 due, 14 answered: 'not answered' (1) is < 11, so 'answered' is hidden too — and so must be the paired n."""
+    rows = OutcomeRows(db, clinic.id)
+    for i in range(15):
+        ep = rows.episode("pfps", pain=7)
+        if i < 14:
+            rows.answer(ep, "outcome_6wk", nprs_usual=3)
+        else:
+            rows.contact(ep, "outcome_6wk", status="expired")
+    rows.commit()
+    got = row(outcomes.compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk", "pfps")
+    assert got.contacts_not_answered.display == POLICY.small_text and not got.contacts_answered.shown
+    assert got.pain is not None and got.pain.raw.n == 14
+    assert not got.pain.n.shown and got.pain.n.display == "suppressed" and "14" not in got.pain.n.display
+    assert not got.pain.patients.shown

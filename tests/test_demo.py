@@ -1,0 +1,256 @@
+"""The demo clinic: a small cohort through the real pipeline (SQLite and PostgreSQL), re-runs, the bulk loader and
+the command. What lands in the database is checked against the cohort's plan independently of the demo's counts."""
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlmodel import Session, col, func, select
+from typer.testing import CliRunner
+
+from models import (
+    AuditEvent,
+    Contact,
+    ContactStatus,
+    Episode,
+    Notification,
+    NotificationStatus,
+    Patient,
+    SurveyResponse,
+    TreatmentSession,
+)
+from models.base import utcnow
+from needlecare import clock, events
+from needlecare.cli import app
+from needlecare.cohort import Cohort, PlannedAnswer, generate_cohort
+from needlecare.demo import DemoRefused, bulk_load, run_demo
+from needlecare.protocols import get_protocol
+from needlecare.settings import Settings, get_settings
+
+CLINIC = "demo-clinic"
+
+
+def _now() -> datetime:
+    return utcnow().replace(microsecond=0)
+
+
+def _cohort(patients: int, now: datetime, seed: int = 7) -> Cohort:
+    return generate_cohort(patients, seed, start=(now - timedelta(weeks=14)).replace(minute=0, second=0))
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()} {record.args!r}")
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every log record of every logger while the test runs (pytest's logging plugin may be off)."""
+    handler, root = _Records(), logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler.lines
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def _plans(cohort: Cohort) -> dict[tuple[str, str | None, str], PlannedAnswer]:
+    return {
+        (p.external_id, s.external_id if s else None, plan.step_id): plan for p in cohort for s, plan in p.planned()
+    }
+
+
+def _contacts(db: Session, clinic: str) -> list[tuple[Contact, str, str | None]]:
+    rows = db.exec(
+        select(Contact, Patient.external_id, TreatmentSession.external_session_id)
+        .join(Patient, col(Patient.id) == Contact.patient_id)
+        .outerjoin(TreatmentSession, col(TreatmentSession.id) == Contact.session_id)
+        .where(Patient.clinic_id == clinic)
+        .order_by(col(Contact.id))
+    ).all()
+    return [(c, p, s) for c, p, s in rows]
+
+
+def _count(db: Session, model: type, clinic: str | None = None) -> int:
+    query = select(func.count()).select_from(model)
+    if clinic is not None and model is Patient:
+        query = query.where(Patient.clinic_id == clinic)
+    return int(db.exec(query).one())
+
+
+def test_a_small_cohort_goes_through_the_real_pipeline(
+    db: Session, settings: Settings, emitted: list[events.AppEvent], log_lines: list[str]
+) -> None:
+    now = _now()
+    cohort = _cohort(12, now)
+    result = run_demo(db, cohort, settings=settings, clinic_id=CLINIC, until=now)
+
+    happened = [s for p in cohort for s in p.sessions if s.completed_at <= now]
+    assert result.sessions_recorded == len(happened) == _count(db, TreatmentSession)
+    assert result.sessions_to_come == cohort.session_count - len(happened)
+    assert _count(db, Patient, CLINIC) == len(cohort) and _count(db, Episode) == len(cohort)
+
+    # Independently of the demo's counters: a contact is answered exactly when the dispatcher opened it and the
+    # patient's planned answer (sent + delay) fell inside its window and before now.
+    plans = _plans(cohort)
+    expected_answered, opened = set(), 0
+    for contact, patient_ext, session_ext in _contacts(db, CLINIC):
+        plan = plans[(patient_ext, session_ext, contact.step_id)]
+        if contact.sent_at is None:
+            assert contact.status in (ContactStatus.PLANNED.value, ContactStatus.SKIPPED.value)
+            continue
+        opened += 1
+        tz = db.get(Patient, contact.patient_id).timezone  # type: ignore[union-attr]
+        assert not clock.in_quiet_hours(contact.sent_at, tz, settings.quiet_hours_start, settings.quiet_hours_end)
+        if plan.delay_hours is not None:
+            at = contact.sent_at + timedelta(hours=plan.delay_hours)
+            if at < contact.window_closes_at and at <= now:
+                expected_answered.add(contact.id)
+    responses = db.exec(select(SurveyResponse)).all()
+    assert {r.contact_id for r in responses} == expected_answered
+    assert len(responses) == result.answers_recorded > 20
+    assert opened == result.contacts_opened
+    assert result.answers_refused == result.answers_closed == 0
+
+    for response in responses:
+        contact = db.get(Contact, response.contact_id)
+        assert contact is not None and contact.status == ContactStatus.ANSWERED.value
+        assert contact.sent_at is not None and contact.sent_at <= response.submitted_at < contact.window_closes_at
+        assert response.channel == "api"
+    by_contact = {c.id: (c, p, s) for c, p, s in _contacts(db, CLINIC)}
+    for response in responses:
+        contact, patient_ext, session_ext = by_contact[response.contact_id]
+        plan = plans[(patient_ext, session_ext, contact.step_id)]
+        assert contact.sent_at is not None and plan.delay_hours is not None
+        assert response.submitted_at == contact.sent_at + timedelta(hours=plan.delay_hours), "answered when planned"
+        planned = plan.answers
+        for field in ("nprs_usual", "soreness", "groc15", "bruise", "ran"):
+            assert getattr(response, field) == planned.get(field), field
+        if planned.get("redflags", ["none"]) != ["none"]:
+            assert response.advice_tier in ("EMERGENCY", "SAME_DAY"), "a red flag shows urgent advice"
+
+    # Outbox rows exist as dispatch wrote them; the demo sent nothing and marked nothing sent.
+    pending = db.exec(
+        select(func.count()).select_from(Notification).where(Notification.status == NotificationStatus.PENDING.value)
+    ).one()
+    assert pending == result.messages_queued > 0
+    assert not db.exec(select(Notification).where(Notification.status == NotificationStatus.SENT.value)).first()
+
+    assert emitted == [], "no event left the process"
+    current = events.set_emitter(emitted.append)
+    assert current == emitted.append, "the emitter is restored"
+    assert db.exec(select(AuditEvent).where(AuditEvent.action == "demo.seeded")).one().detail["seed"] == 7
+
+    names = [p.last_name for p in cohort] + [p.email for p in cohort]
+    assert not [line for line in log_lines if any(name in line for name in names)], "no patient data in logs"
+    assert not any(name in str(result.summary()) for name in names)
+
+
+def test_a_rerun_duplicates_nothing_and_catches_up_as_a_single_run_would(db: Session, settings: Settings) -> None:
+    """Clinic B runs to three days ago and then to now; clinic A runs to now once. Both end in the same state."""
+    now = _now()
+    cohort = _cohort(8, now, seed=11)
+    single = run_demo(db, cohort, settings=settings, clinic_id="demo-a", until=now)
+    first = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now - timedelta(days=3))
+    second = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now)
+
+    assert second.sessions_already == first.sessions_recorded > 0
+    assert first.sessions_recorded + second.sessions_recorded == single.sessions_recorded
+    assert first.answers_recorded + second.answers_recorded == single.answers_recorded
+
+    def state(clinic: str) -> list[tuple[object, ...]]:
+        return sorted(
+            ((p, s, c.step_id, c.status, c.sent_at, c.answered_at, c.skip_reason) for c, p, s in _contacts(db, clinic)),
+            key=str,
+        )
+
+    assert state("demo-b") == state("demo-a")
+
+    again = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now)
+    assert again.sessions_recorded == again.answers_recorded == again.contacts_opened == 0
+    assert again.sessions_already == single.sessions_recorded
+    assert state("demo-b") == state("demo-a")
+    sessions = db.exec(select(TreatmentSession.external_session_id, TreatmentSession.clinic_id)).all()
+    assert len(sessions) == len(set(sessions)) == 2 * single.sessions_recorded
+
+
+def test_bulk_load_writes_the_same_shapes_of_rows(db: Session, settings: Settings) -> None:
+    now = _now()
+    cohort = _cohort(30, now, seed=5)
+    result = bulk_load(db, cohort, settings=settings, clinic_id=CLINIC, now=now, batch=7)
+
+    patients = [p for p in cohort if p.episode_start <= now]
+    sessions = [s for p in patients for s in p.sessions if s.completed_at <= now]
+    steps = {p.injury: get_protocol(p.injury).steps for p in patients}
+    contacts = sum(
+        sum(1 for step in steps[p.injury] if step.scope == "episode")
+        + sum(1 for s in p.sessions if s.completed_at <= now)
+        * sum(1 for st in steps[p.injury] if st.scope == "session")
+        for p in patients
+    )
+    assert (result.patients, result.sessions, result.episodes) == (len(patients), len(sessions), len(patients))
+    assert result.contacts == contacts == _count(db, Contact)
+    assert result.responses == _count(db, SurveyResponse) > 50
+    assert _count(db, TreatmentSession) == len(sessions) and _count(db, Patient, CLINIC) == len(patients)
+    assert (
+        result.rows
+        == sum(_count(db, model) for model in (Patient, Episode, TreatmentSession, Contact, SurveyResponse))
+        + result.practitioners
+    )
+    answered = db.exec(select(Contact).where(Contact.status == ContactStatus.ANSWERED.value)).all()
+    assert len(answered) == result.responses
+    assert all(c.answered_at is not None and c.answered_at < c.window_closes_at for c in answered)
+    assert not db.exec(select(Contact).where(col(Contact.due_at) > now, Contact.status != "planned")).first()
+    tiers = db.exec(select(SurveyResponse.advice_tier).where(col(SurveyResponse.advice_tier).is_not(None))).all()
+    assert tiers, "the rule engine ran on the bulk answers"
+    with pytest.raises(ValueError, match="already holds"):
+        bulk_load(db, cohort, settings=settings, clinic_id=CLINIC, now=now)
+
+
+def test_refuses_a_production_database() -> None:
+    production = Settings(env="production", secret_key="p" * 40, patient_email_url="mailtos://user:pw@smtp.example.org")
+    with Session(create_engine("sqlite://")) as db:
+        with pytest.raises(DemoRefused):
+            run_demo(db, _cohort(1, _now()), settings=production)
+        with pytest.raises(DemoRefused):
+            bulk_load(db, _cohort(1, _now()), settings=production)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("NEEDLECARE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("NEEDLECARE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_the_command_runs_reports_counts_only_and_reruns_without_duplicates(env: Path, log_lines: list[str]) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["demo", "--patients", "4", "--start", "10w", "--clinic", CLINIC])
+    assert first.exit_code == 0, first.output
+    assert "4 synthetic patients (seed 7)" in first.output and "queued, not sent" in first.output
+    recorded = int(first.output.split("sessions")[1].split("recorded")[0])
+    assert recorded > 0
+    again = runner.invoke(app, ["demo", "--patients", "4", "--clinic", CLINIC])
+    assert again.exit_code == 0, again.output
+    assert "the start of the earlier run" in again.output
+    assert f"0 recorded, {recorded} already recorded earlier" in again.output
+    for output in (first.output, again.output, *log_lines):
+        assert "Demo Patient" not in output and "Patient 000" not in output and "demo-000" not in output
+
+    other_seed = runner.invoke(app, ["demo", "--patients", "4", "--clinic", CLINIC, "--seed", "8"])
+    assert other_seed.exit_code == 2 and "seed 7" in other_seed.output
+
+    bad = runner.invoke(app, ["demo", "--start", "tomorrow"])
+    assert bad.exit_code == 2 and "--start" in bad.output
+    future = runner.invoke(app, ["demo", "--start", (utcnow() + timedelta(days=1)).isoformat()])
+    assert future.exit_code == 2 and "in the past" in future.output
