@@ -19,7 +19,7 @@ TITLES: dict[str, str] = {
     "EMERGENCY": EMERGENCY_TITLE,
     "SAME_DAY": SAME_DAY_TITLE,
     "NEXT_BD": "Your practitioner will look at this",
-    "INFO": "Thank you",
+    "INFO": "Good progress",
 }
 
 

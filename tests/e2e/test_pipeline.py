@@ -125,7 +125,7 @@ def test_sessions_whose_events_were_lost_are_found_by_the_sweep(stack: Stack, pr
         sids = [
             ingest.record(db, ingest.validate(event_body(next(_counter))), actor="test").session_id for _ in range(3)
         ]
-    _wait_sent(stack, sids, 90, "the sweep to send sessions without an event")
+    _wait_sent(stack, sids, 180, "the sweep to send sessions without an event")
     assert len(_mails_for(stack, sids)) == 3
     sweeps = prefect_server.post(
         "/flow_runs/filter",
