@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from needlecare.settings import Settings, get_settings
-from needlecare.web import auth, cases, ingress, logfilter, outbox, pages, surveys, unsubscribe
+from needlecare.web import auth, cases, dashboard, ingress, logfilter, outbox, pages, surveys, unsubscribe
 
 log = logging.getLogger("needlecare.web")
 
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(surveys.router)
     app.include_router(auth.router)
     app.include_router(cases.router)
+    app.include_router(dashboard.router)
     auth.install(app)
     if settings.is_development:
         app.include_router(outbox.router)
