@@ -813,12 +813,13 @@ def _step_rows(counts: Sequence[Any], changes: Sequence[Any], policy: ReportPoli
 
 
 def _hide_n(change: ChangeStats, policy: ReportPolicy) -> ChangeStats:
-    """The same statistics with their n's hidden (complementary suppression)."""
-    return replace(
-        change,
-        n=hidden(Reason.COMPLEMENTARY, change.raw.n, policy),
-        patients=hidden(Reason.COMPLEMENTARY, change.raw.patients, policy),
+    """The same statistics with their n's hidden (complementary suppression); a count already shown as
+    "< 11" keeps that display."""
+    n = change.n if not change.n.shown else hidden(Reason.COMPLEMENTARY, change.raw.n, policy)
+    patients = (
+        change.patients if not change.patients.shown else hidden(Reason.COMPLEMENTARY, change.raw.patients, policy)
     )
+    return replace(change, n=n, patients=patients)
 
 
 def _adverse_rows(rows: Sequence[Any], policy: ReportPolicy) -> tuple[AdverseRow, ...]:
