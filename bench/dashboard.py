@@ -1,7 +1,7 @@
 """Dashboard page times on a large synthetic clinic, as ratios against the same page on an empty clinic.
 
-    .venv/bin/python -m bench.dashboard                       # 100 000 patients, SQLite (loads once, ~20 min)
-    .venv/bin/python -m bench.dashboard --patients 10000      # ~2 min to load
+    .venv/bin/python -m bench.dashboard                       # 100 000 patients, SQLite (loaded once: ~8 min here)
+    .venv/bin/python -m bench.dashboard --patients 10000      # ~35 s to load
     .venv/bin/python -m bench.dashboard --patients 10000 --pg-temp          # + a throwaway PostgreSQL cluster
     .venv/bin/python -m bench.dashboard --patients 10000 --pg-url postgresql+psycopg://u:p@host/db
 
@@ -50,7 +50,7 @@ from models.base import utcnow
 from needlecare import auth, nonresponders, outcomes
 from needlecare import db as database
 from needlecare.clinics import add_clinic
-from needlecare.cohort import PRACTITIONERS, iter_patients, practitioner_external_id, practitioner_name
+from needlecare.cohort import iter_patients
 from needlecare.demo import bulk_load, ensure_clinic
 from needlecare.sample import DEMO_CLINIC_ID
 from needlecare.settings import Settings
@@ -64,6 +64,15 @@ PASSWORD = "bench password, not a secret"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 TARGET_MS = 300.0
 INJURY = "pfps"  # the most common injury of the synthetic cohort
+PAGE_NAMES = (
+    "overview",
+    "overview_injury",
+    "overview_practitioner",
+    "overview_period_90d",
+    "injury_page",
+    "nonresponders",
+    "export_csv",
+)
 OUTCOME_STATEMENTS = (
     "_counts_stmt",
     "_changes_stmt",
@@ -87,12 +96,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SQLite file to load into / reuse (default: <tmp>/needlecare-bench/dashboard-<patients>-<seed>.db)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete the SQLite file first and load again")
+    parser.add_argument("--load-only", action="store_true", help="load the SQLite file, time nothing")
     parser.add_argument("--skip-sqlite", action="store_true", help="load the SQLite file but time PostgreSQL only")
     parser.add_argument("--pg-url", default=None, help="also time PostgreSQL at this (empty) database URL")
     parser.add_argument("--pg-temp", action="store_true", help="also time PostgreSQL on a throwaway cluster")
     parser.add_argument("--repeat", type=int, default=5, help="warm requests per page (median; default 5)")
     parser.add_argument("--cold-repeat", type=int, default=3, help="cold requests per page (median; default 3)")
-    parser.add_argument("--batch", type=int, default=100, help="bulk_load batch size (default 100, see README)")
+    parser.add_argument(
+        "--pages",
+        default="",
+        help="comma-separated page names to time (default all: " + ", ".join(PAGE_NAMES) + ")",
+    )
+    parser.add_argument("--batch", type=int, default=100, help="bulk_load batch size (default 100)")
     parser.add_argument(
         "--out", type=Path, default=None, help="results file (default bench/results/dashboard-<date>.json)"
     )
@@ -127,7 +142,6 @@ def load_sqlite(path: Path, args: argparse.Namespace, settings: Settings) -> dic
     log(f"loading {args.patients} patients into {path} (bulk_load, batch {args.batch}) …")
     with Session(engine, expire_on_commit=False) as db:
         ensure_clinic(db, DEMO_CLINIC_ID, settings)
-        _practitioners(db)
         result = bulk_load(
             db,
             iter_patients(args.patients, args.seed, start=start, span_days=args.span_days),
@@ -148,21 +162,6 @@ def load_sqlite(path: Path, args: argparse.Namespace, settings: Settings) -> dic
         },
         "now": now.isoformat(),
     }
-
-
-def _practitioners(db: Session) -> None:
-    """The cohort's practitioners, made here: bulk_load's own insert leaves created_at empty (NOT NULL)."""
-    existing = set(db.exec(select(Practitioner.external_id).where(Practitioner.clinic_id == DEMO_CLINIC_ID)).all())
-    for number in range(1, PRACTITIONERS + 1):
-        if practitioner_external_id(number) not in existing:
-            db.add(
-                Practitioner(
-                    clinic_id=DEMO_CLINIC_ID,
-                    external_id=practitioner_external_id(number),
-                    name=practitioner_name(number),
-                )
-            )
-    db.commit()
 
 
 def copy_database(source: Engine, target_url: str, chunk: int = 5000) -> float:
@@ -260,12 +259,15 @@ def time_pages(settings: Settings, emails: dict[str, str], args: argparse.Namesp
         ).first()
     results: dict[str, Any] = {}
     with logged_in(settings, emails[DEMO_CLINIC_ID]) as big, logged_in(settings, emails[EMPTY_CLINIC]) as empty:
+        wanted = [p for p in args.pages.split(",") if p]
         for name, path in pages(practitioner_id):
+            if wanted and name not in wanted:
+                continue
             baseline_path = path.replace(f"practitioner={practitioner_id}", "")
             row: dict[str, Any] = {"path": path}
             for kind, repeat in (("cold", args.cold_repeat), ("warm", args.repeat)):
                 page = median_ms(big, path, cold=kind == "cold", repeat=repeat)
-                base = median_ms(empty, baseline_path, cold=kind == "cold", repeat=args.repeat)
+                base = median_ms(empty, baseline_path, cold=kind == "cold", repeat=repeat)
                 row[kind] = page
                 row[f"{kind}_baseline"] = base
                 row[f"{kind}_ratio"] = round(page["median_ms"] / max(base["median_ms"], 0.001), 1)
@@ -374,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     url = f"sqlite:///{path}"
     settings = Settings(env="test", data_dir=data_dir, database_url=url, public_base_url="http://bench.invalid")
     loaded = load_sqlite(path, args, settings)
+    if args.load_only:
+        return 0
     started = datetime.now(UTC)
     out = args.out or RESULTS_DIR / f"dashboard-{started.date().isoformat()}.json"
 

@@ -18,16 +18,18 @@ inclusive, in the clinic's time zone) and ``step`` (the overview's time point). 
 a 422 page listing the allowed values. The period selects episodes by their start, like every outcome figure.
 
 Figures come from :func:`needlecare.reports.build_report` (suppressed per the report policy) and are kept per
-process for :data:`CACHE_SECONDS`, keyed by database, clinic and filters: computing them reads every answer of
-the clinic (seconds at 100k patients), showing them again takes milliseconds. Each page says when its figures
-were computed. Non-responders and escalation counts are always read live.
+process (:class:`ReportCache`), keyed by database, clinic and filters: computing them reads every answer of the
+clinic (seconds at 10k patients, tens of seconds at 100k), showing them again takes milliseconds. An entry is
+fresh for :data:`CACHE_SECONDS`; a page asked for later is served from it (up to :data:`STALE_SECONDS`) while a
+background thread recomputes it. Downloads always use fresh figures. Each page says when its figures were
+computed. Non-responders and escalation counts are always read live.
 """
 
 import logging
 import threading
 import time as timer
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -43,11 +45,12 @@ from models import Clinic, Practitioner, StaffUser
 from models.base import utcnow
 from needlecare import casebook, clock, reports
 from needlecare.catalogue import get_catalogue
+from needlecare.db import get_engine
 from needlecare.nonresponders import DEFAULT_EXPIRED_DAYS, list_nonresponders
 from needlecare.outcomes import ADVERSE_KINDS, STEP_ORDER, AdverseRow, RecoveryRow, StepRow, TrajectoryPoint
 from needlecare.protocols import get_protocols
 from needlecare.reports import ReportData
-from needlecare.suppression import Figure
+from needlecare.suppression import Figure, Reason
 from needlecare.web.auth import CurrentUser
 from needlecare.web.deps import DbDep, SettingsDep
 from needlecare.web.templating import templates
@@ -69,7 +72,8 @@ PAGE_SIZE = 50
 PREVIEW_SIZE = 10
 MAX_PAGE = 10_000
 MAX_EXPIRED_DAYS = 365
-CACHE_SECONDS = 60.0
+CACHE_SECONDS = 300.0
+STALE_SECONDS = 3600.0
 CACHE_ENTRIES = 32
 OVERVIEW_ADVERSE = ("soreness_past_72h", "bruise_any", "red_flag")
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")
@@ -257,25 +261,41 @@ class _Entry:
     charts: dict[str, str] = field(default_factory=dict)
 
 
-class ReportCache:
-    """Computed reports of one app, per (database, clinic, filters), for ``seconds``; least recently used out."""
+Compute = Callable[[], ReportData]
 
-    def __init__(self, seconds: float = CACHE_SECONDS, entries: int = CACHE_ENTRIES) -> None:
+
+class ReportCache:
+    """Computed reports of one app, per (database, clinic, filters); least recently used out.
+
+    An entry is fresh for ``seconds``. After that, pages are still served from it for up to ``stale_seconds``
+    while one background thread computes its replacement (stale-while-revalidate), so only the first view of a
+    filter set waits for the statistics; downloads (``fresh_only``) always wait for fresh figures.
+    """
+
+    def __init__(
+        self, seconds: float = CACHE_SECONDS, stale_seconds: float = STALE_SECONDS, entries: int = CACHE_ENTRIES
+    ) -> None:
         self.seconds = seconds
+        self.stale_seconds = stale_seconds
         self.entries = entries
         self._items: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._refreshing: dict[tuple[Any, ...], threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> _Entry | None:
+    def get(self, key: tuple[Any, ...], *, fresh_only: bool = False) -> tuple[_Entry | None, bool]:
+        """(entry, stale): the entry if it may be shown, and whether it is past ``seconds``."""
         with self._lock:
             entry = self._items.get(key)
             if entry is None:
-                return None
-            if timer.monotonic() - entry.stored > self.seconds:
+                return None, False
+            age = timer.monotonic() - entry.stored
+            if age > self.stale_seconds:
                 del self._items[key]
-                return None
+                return None, False
+            if fresh_only and age > self.seconds:
+                return None, False
             self._items.move_to_end(key)
-            return entry
+            return entry, age > self.seconds
 
     def put(self, key: tuple[Any, ...], data: ReportData) -> _Entry:
         entry = _Entry(data=data, stored=timer.monotonic())
@@ -285,6 +305,38 @@ class ReportCache:
             while len(self._items) > self.entries:
                 self._items.popitem(last=False)
         return entry
+
+    def refresh(self, key: tuple[Any, ...], compute: Compute) -> None:
+        """Recompute ``key`` in a background thread, unless that is already under way."""
+
+        def run() -> None:
+            try:
+                self.put(key, compute())
+            except Exception as exc:  # the stale entry stays; the next view tries again
+                log.error("dashboard refresh failed: %s", type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._refreshing.pop(key, None)
+
+        with self._lock:
+            if key in self._refreshing:
+                return
+            thread = threading.Thread(target=run, name="dashboard-refresh", daemon=True)
+            self._refreshing[key] = thread
+        thread.start()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Until no refresh is under way (tests and benchmarks)."""
+        deadline = timer.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._refreshing.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - timer.monotonic()))
+            if timer.monotonic() >= deadline:
+                raise TimeoutError("dashboard refresh still running")
 
     def clear(self) -> None:
         with self._lock:
@@ -304,27 +356,45 @@ def _key(database: str, clinic_id: str, view: View, injury: str | None) -> tuple
     return (database, clinic_id, injury, view.practitioner_id, view.since, view.until)
 
 
+def _compute(database: str, clinic_id: str, view: View, injury: str | None, db: Session | None = None) -> Compute:
+    def compute() -> ReportData:
+        def build(session: Session) -> ReportData:
+            return reports.build_report(
+                session,
+                clinic_id,
+                injury=injury,
+                practitioner_id=view.practitioner_id,
+                since=view.since,
+                until=view.until,
+                now=utcnow(),
+            )
+
+        if db is not None:
+            return build(db)
+        with Session(get_engine(database), expire_on_commit=False) as own:  # a background thread's own session
+            return build(own)
+
+    return compute
+
+
 def _report(request: Request, db: Session, database: str, clinic_id: str, view: View, *, exact: bool) -> _Entry:
-    """The report for these filters, from the cache when fresh. Pages (``exact=False``) may read one injury
-    out of the all-injuries report (the figures of an injury do not depend on the others); exports may not,
-    since their files list whatever the report holds."""
+    """The report for these filters, from the cache when it may be shown (a stale one is refreshed behind).
+
+    Pages (``exact=False``) may read one injury out of the all-injuries report (an injury's figures do not
+    depend on the others). Downloads (``exact=True``) need a fresh report of exactly these filters, since the
+    file holds whatever the report holds.
+    """
     cache = report_cache(request.app)
+    candidates = [view.injury] if exact or view.injury is None else [view.injury, None]
+    for injury in candidates:
+        key = _key(database, clinic_id, view, injury)
+        entry, stale = cache.get(key, fresh_only=exact)
+        if entry is not None:
+            if stale:
+                cache.refresh(key, _compute(database, clinic_id, view, injury))
+            return entry
     key = _key(database, clinic_id, view, view.injury)
-    entry = cache.get(key)
-    if entry is None and not exact and view.injury is not None:
-        entry = cache.get(_key(database, clinic_id, view, None))
-    if entry is None:
-        data = reports.build_report(
-            db,
-            clinic_id,
-            injury=view.injury,
-            practitioner_id=view.practitioner_id,
-            since=view.since,
-            until=view.until,
-            now=utcnow(),
-        )
-        entry = cache.put(key, data)
-    return entry
+    return cache.put(key, _compute(database, clinic_id, view, view.injury, db)())
 
 
 def _trajectory_chart(entry: _Entry, injury: str) -> Markup | None:
@@ -335,7 +405,7 @@ def _trajectory_chart(entry: _Entry, injury: str) -> Markup | None:
     if svg is None:
         from needlecare.charts import trajectory_svg  # imports matplotlib: only when a chart is drawn
 
-        svg = trajectory_svg(entry.data.trajectory, injury, injury_name=_injury_name(injury))
+        svg = trajectory_svg(guarded_trajectory(entry.data), injury, injury_name=_injury_name(injury))
         entry.charts[injury] = svg
     return Markup(svg)
 
@@ -394,6 +464,33 @@ def overview_rows(data: ReportData, step_id: str, injury: str | None) -> list[Ov
     return rows
 
 
+def _sealed(figure: Figure) -> Figure:
+    """The figure with its n hidden too ("suppressed"), for an n that would give back a hidden count."""
+    update: dict[str, Any] = {"n_shown": None, "n_display": "suppressed"}
+    if figure.shown:
+        update.update(value=None, display="suppressed", low=None, high=None, suppressed_reason=Reason.COMPLEMENTARY)
+    return figure.model_copy(update=update)
+
+
+def guarded_trajectory(data: ReportData) -> tuple[TrajectoryPoint, ...]:
+    """The trajectory points, with the n of every point hidden where its step's answered count is hidden.
+
+    A point's n counts answers at that step, so it can equal the answered count that complementary
+    suppression hid (e.g. 25 answered beside 5 not answered); the mean itself may still be shown.
+    """
+    hidden = {
+        (r.injury, r.step_id)
+        for r in data.outcomes.rows
+        if not (r.contacts_answered.shown and r.patients_answered.shown)
+    }
+    return tuple(
+        replace(p, n=_sealed(p.n), mean=p.mean.model_copy(update={"n_shown": None, "n_display": "suppressed"}))
+        if (p.injury, p.step_id) in hidden
+        else p
+        for p in data.trajectory
+    )
+
+
 @dataclass(frozen=True)
 class TimePoint:
     """One row of the injury page's table: follow-up, mean values and paired changes at one step."""
@@ -407,7 +504,7 @@ class TimePoint:
 
 def time_points(data: ReportData, injury: str) -> list[TimePoint]:
     """Baseline first, then every step with any figure, in protocol order."""
-    points = [p for p in data.trajectory if p.injury == injury]
+    points = [p for p in guarded_trajectory(data) if p.injury == injury]
     rows = {r.step_id: r for r in data.outcomes.rows if r.injury == injury}
     steps = ["baseline", *(s for s in STEP_ORDER[1:] if s in rows or any(p.step_id == s for p in points))]
     steps += sorted({*rows, *(p.step_id for p in points)} - set(steps))

@@ -24,6 +24,7 @@ from needlecare.clinics import add_clinic
 from needlecare.nonresponders import list_nonresponders
 from needlecare.settings import Settings
 from needlecare.web.app import create_app
+from needlecare.web.dashboard import report_cache
 from tests.outcome_rows import T0, Ep, OutcomeRows
 
 PASSWORD = "correct horse battery staple"
@@ -125,9 +126,9 @@ def build(db: Session, clinic_id: str) -> Cohort:
 
 
 def overview_cell(html: str, injury: str, figure: str) -> str:
-    row = re.search(rf'<tr data-injury="{injury}">(.*?)</tr>', html, re.S)
+    row = re.search(rf'<tr[^>]* data-injury="{injury}">(.*?)</tr>', html, re.S)
     assert row, f"no overview row for {injury}"
-    cell = re.search(rf'<td data-figure="{figure}"[^>]*>(.*?)</td>', row.group(1), re.S)
+    cell = re.search(rf'<td[^>]* data-figure="{figure}"[^>]*>(.*?)</td>', row.group(1), re.S)
     assert cell, f"no {figure} cell for {injury}"
     return text_of(cell.group(1))
 
@@ -204,6 +205,26 @@ def test_overview_shows_each_figure_with_its_n_and_response_rate(client: TestCli
     assert 'href="/cases"' in html and 'data-tier="EMERGENCY"' in html
 
 
+def test_no_n_gives_back_a_suppressed_answered_count(client: TestClient, db: Session) -> None:
+    """30 due, 25 answered, 5 not: both cells are hidden, so the paired n (25) must not show beside the mean."""
+    rows = OutcomeRows(db, "riverside-physio")
+    practitioner = rows.practitioner()
+    answered_episodes(rows, 25, injury=ACHILLES, follow_up=2, practitioner=practitioner, start=T0)
+    unanswered_episodes(rows, 5, injury=ACHILLES, practitioner=practitioner, start=T0)
+    rows.commit()
+    login(client)
+    html = client.get("/dashboard").text
+    assert "n = 30" in overview_cell(html, ACHILLES, "response_rate")
+    assert overview_cell(html, ACHILLES, "response_rate").startswith("suppressed")
+    for figure in ("pain_change", "pain_responders"):
+        assert "n = 25" not in overview_cell(html, ACHILLES, figure)
+    injury = client.get(f"/dashboard/injury/{ACHILLES}").text
+    row = re.search(rf'<tr[^>]* data-step="{STEP}">(.*?)</tr>', injury, re.S)
+    assert row is not None and "n = 25" not in text_of(row.group(1))
+    chart = re.search(r'<figure class="chart".*?</figure>', injury, re.S)
+    assert chart is not None and "n = 25" not in chart.group(0) and "n = suppressed" in chart.group(0)
+
+
 def test_filters_change_the_numbers(client: TestClient, db: Session) -> None:
     cohort = build(db, "riverside-physio")
     login(client)
@@ -215,7 +236,9 @@ def test_filters_change_the_numbers(client: TestClient, db: Session) -> None:
     assert "n = 22" in overview_cell(only_b, ACHILLES, "pain_change")
     assert overview_cell(only_b, ACHILLES, "pain_change").startswith("-3.0 points")
     later = client.get(f"/dashboard?period=custom&since={(T0 + timedelta(days=150)).date().isoformat()}").text
-    assert "n = 22" in overview_cell(later, ACHILLES, "pain_change")
+    # B's 22 answers plus the 3 unanswered chased follow-ups: 3 not answered is a hidden cell, so is the 22
+    later_pain = overview_cell(later, ACHILLES, "pain_change")
+    assert later_pain.startswith("-3.0 points") and "n = suppressed" in later_pain and "22" not in later_pain
     pfps_only = client.get(f"/dashboard?injury={PFPS}").text
     assert f'data-injury="{PFPS}"' in pfps_only and f'data-injury="{ACHILLES}"' not in pfps_only
     assert f'value="{PFPS}" selected' in pfps_only
@@ -245,6 +268,25 @@ def test_a_bad_filter_is_a_422_page_listing_the_allowed_values(
     assert unknown.status_code == 404 and ACHILLES in unknown.text
 
 
+def test_stale_figures_are_shown_while_they_are_recomputed(client: TestClient, db: Session) -> None:
+    cohort = build(db, "riverside-physio")
+    login(client)
+    assert "n = 47" in overview_cell(client.get("/dashboard").text, ACHILLES, "pain_change")
+    rows = OutcomeRows(db, "riverside-physio")
+    answered_episodes(rows, 11, injury=ACHILLES, follow_up=3, practitioner=cohort.practitioner_b, start=T0)
+    rows.commit()
+    cache = report_cache(client.app)  # type: ignore[arg-type]
+    assert "n = 47" in overview_cell(client.get("/dashboard").text, ACHILLES, "pain_change"), "still fresh"
+    cache.seconds = 0
+    stale = client.get("/dashboard").text
+    assert "n = 47" in overview_cell(stale, ACHILLES, "pain_change"), "served at once from the stale entry"
+    cache.wait()
+    cache.seconds = 300
+    assert "n = 58" in overview_cell(client.get("/dashboard").text, ACHILLES, "pain_change")
+    export = client.get("/dashboard/export.csv").text
+    assert ",pain_change,outcome_6wk,nprs_usual,n_paired,count,58," in export, "downloads use fresh figures"
+
+
 # ---- injury page, non-responders ----------------------------------------------------------------------
 
 
@@ -256,9 +298,9 @@ def test_injury_page_has_the_trajectory_chart_and_a_row_per_time_point(client: T
     html = page.text
     assert '<figure class="chart" id="trajectory-chart"><svg' in html and 'role="img"' in html
     assert "cdn" not in html.lower() and "<script" not in html.lower()
-    steps = re.findall(r'<tr data-step="([a-z0-9_]+)"', html)
+    steps = re.findall(r'<tr[^>]* data-step="([a-z0-9_]+)"', html)
     assert steps[0] == "baseline" and STEP in steps
-    row = re.search(rf'<tr data-step="{STEP}">(.*?)</tr>', html, re.S)
+    row = re.search(rf'<tr[^>]* data-step="{STEP}">(.*?)</tr>', html, re.S)
     assert row is not None
     text = text_of(row.group(1))
     assert "-2.8 points" in text and "n = 47" in text and "response 71.2 %" in text  # 47 of 66 answered
@@ -270,12 +312,12 @@ def test_nonresponders_are_listed_newest_first_with_reminders(client: TestClient
     login(client)
     page = client.get("/dashboard/nonresponders")
     assert page.status_code == 200
-    listed = re.findall(r'<tr data-contact="\d+">\s*<th scope="row">([^<]+)</th>', page.text)
+    listed = re.findall(r'<tr[^>]* data-contact="\d+">\s*<th scope="row"[^>]*>([^<]+)</th>', page.text)
     newest_first = [cohort.chase_names[1], cohort.chase_names[0], cohort.chase_names[2]]
     assert listed == newest_first, "due 2 h ago, 1 day ago, then expired 3 days ago; the 60-day-old one is left out"
     assert "1 to 3 of 3" in page.text
-    cells = re.findall(r"<tr data-contact=\"\d+\">.*?</tr>", page.text, re.S)
-    assert [re.findall(r"<td>(\d+)</td>", c) for c in cells] == [["0"], ["1"], ["2"]]
+    cells = re.findall(r"<tr[^>]* data-contact=\"\d+\">.*?</tr>", page.text, re.S)
+    assert [re.findall(r"<td[^>]*>(\d+)</td>", c) for c in cells] == [["0"], ["1"], ["2"]]
     assert "window closed" in cells[2] and "open until" in cells[0]
     dashboard = client.get("/dashboard").text
     assert "See all 3 follow-ups without an answer" in dashboard
