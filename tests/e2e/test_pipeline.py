@@ -68,9 +68,14 @@ def test_a_signed_event_yields_one_aftercare_email_and_no_patient_data_in_prefec
     [mail_id] = _mails_for(stack, [sid])
     mail = next(m for m in stack.mails() if m.headers["X-Needlecare-Notification"] == mail_id)
     assert mail.to == [PATIENT_EMAIL] and "Hi Sam" in mail.text and "tel:" in mail.text
+
     # The flow run that did it, and everything Prefect stored, carry IDs only.
-    runs = prefect_server.post("/flow_runs/filter", {"limit": 200})
-    assert any(r["parameters"].get("session_id") == sid for r in runs), "a run was started by the event"
+    def started_by_event() -> bool:
+        newest = prefect_server.post("/flow_runs/filter", {"limit": 200, "sort": "EXPECTED_START_TIME_DESC"})
+        return any(r["parameters"].get("session_id") == sid for r in newest)
+
+    stack.wait_for(started_by_event, 60, "a flow run started by the event")  # newest first: other modules ran many
+    runs = prefect_server.post("/flow_runs/filter", {"limit": 200, "sort": "EXPECTED_START_TIME_DESC"})
     logs = prefect_server.post("/logs/filter", {"limit": 200})
     stored = json.dumps(runs) + json.dumps(logs)
     stored += json.dumps(prefect_server.post("/events/filter", {"limit": 50}))
