@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -58,7 +58,7 @@ from needlecare.outcomes import (
     trajectory,
 )
 from needlecare.rendering import environment
-from needlecare.suppression import Figure, ReportPolicy
+from needlecare.suppression import Figure, Reason, ReportPolicy, hidden
 
 Format = Literal["html", "csv", "json", "pdf"]
 FORMATS: tuple[Format, ...] = ("html", "csv", "json", "pdf")
@@ -491,7 +491,10 @@ def _change_rows(
         ("responders", "count", change.responders, "count"),
         ("responder_rate", "%", change.responder_rate, "share"),
     ]
-    return [_row(data, injury, section, step, change.measure, m, u, f, rate, k) for m, u, f, k in parts]
+    rows = [_row(data, injury, section, step, change.measure, m, u, f, rate, k) for m, u, f, k in parts]
+    if not change.n.shown:  # the paired n would give back a suppressed answered count: no row may carry it
+        rows = [replace(row, n=None, n_display=change.n.display) for row in rows]
+    return rows
 
 
 def figure_rows(data: ReportData) -> list[FigureRow]:
@@ -521,7 +524,11 @@ def figure_rows(data: ReportData) -> list[FigureRow]:
         for r in step_rows:
             for change in r.rom:
                 rows += _change_rows(data, injury, "rom_change", r.step_id, change, r.response_rate)
+        hidden_steps = {r.step_id for r in step_rows if not r.contacts_answered.shown}
         for p in (p for p in data.trajectory if p.injury == injury):
+            if p.step_id in hidden_steps:  # its n is (at most) the suppressed answered count
+                p = replace(p, n=hidden(Reason.COMPLEMENTARY, p.n.n, data.policy))
+                p = replace(p, mean=p.mean.model_copy(update={"n_shown": None, "n_display": p.n.display}))
             for metric, unit, figure, kind in (("n", "count", p.n, "count"), ("mean", p.unit, p.mean, "statistic")):
                 rows.append(
                     _row(data, injury, "trajectory", p.step_id, p.measure, metric, unit, figure, p.response_rate, kind)

@@ -561,3 +561,22 @@ def test_the_nightly_deployment_has_its_cron_and_dispatch_keeps_its_interval() -
     assert not deployments["on-session-completed"].schedules and deployments["on-survey-answered"].triggers
     (default,) = [s.schedule for s in {d.name: d for d in build_deployments()}["dispatch"].schedules or []]
     assert isinstance(default, IntervalSchedule) and default.interval == timedelta(seconds=30)
+
+
+def test_csv_rows_never_carry_a_suppressed_answered_count_as_n(db: Session, clinic: Clinic) -> None:
+    """15 due, 14 answered: 'answered' is hidden with the '< 11' unanswered cell, and no n may show 14."""
+    rows = OutcomeRows(db, clinic.id)
+    for i in range(15):
+        ep = rows.episode("pfps", pain=7)
+        if i < 14:
+            rows.answer(ep, "outcome_6wk", nprs_usual=3)
+        else:
+            rows.contact(ep, "outcome_6wk", status="expired")
+    rows.commit()
+    data = reports.build_report(db, clinic.id)
+    step_rows = [r for r in reports.figure_rows(data) if r.injury == "pfps" and r.step == "outcome_6wk"]
+    assert step_rows, "the step is reported"
+    for row in step_rows:
+        assert row.n != 14 and row.n_display != "14", row
+        if row.metric in ("contacts_answered", "n_paired", "n"):
+            assert row.value is None, row
