@@ -813,13 +813,18 @@ def _step_rows(counts: Sequence[Any], changes: Sequence[Any], policy: ReportPoli
 
 
 def _hide_n(change: ChangeStats, policy: ReportPolicy) -> ChangeStats:
-    """The same statistics with their n's hidden (complementary suppression); a count already shown as
-    "< 11" keeps that display."""
+    """The same statistics with their counts (n, patients, responders) hidden (complementary suppression);
+    a count already shown as "< 11" keeps that display."""
     n = change.n if not change.n.shown else hidden(Reason.COMPLEMENTARY, change.raw.n, policy)
     patients = (
         change.patients if not change.patients.shown else hidden(Reason.COMPLEMENTARY, change.raw.patients, policy)
     )
-    return replace(change, n=n, patients=patients)
+    responders = (
+        change.responders
+        if not change.responders.shown
+        else hidden(Reason.COMPLEMENTARY, change.raw.responders, policy)
+    )
+    return replace(change, n=n, patients=patients, responders=responders)
 
 
 def _adverse_rows(rows: Sequence[Any], policy: ReportPolicy) -> tuple[AdverseRow, ...]:

@@ -493,7 +493,7 @@ def _change_rows(
     ]
     rows = [_row(data, injury, section, step, change.measure, m, u, f, rate, k) for m, u, f, k in parts]
     if not change.n.shown:  # the paired n would give back a suppressed answered count: no row may carry it
-        rows = [replace(row, n=None, n_display=change.n.display) for row in rows]
+        rows = [row if row.unit == "count" else replace(row, n=None, n_display=change.n.display) for row in rows]
     return rows
 
 
