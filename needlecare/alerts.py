@@ -111,19 +111,18 @@ def _finish(
 
 def send_due(db: Session, *, now: datetime, settings: Settings, batch: int = 100) -> AlertPass:
     """Send every alert that is due, batch by batch."""
-    result = AlertPass()
-    while True:
-        ids = claims.claim_due(db, Alert, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)
-        result.claimed += len(ids)
-        for alert_id in ids:
-            status = deliver(db, alert_id, now=now, settings=settings)
-            if status == A.SENT:
-                result.sent += 1
-            elif status == A.RETRY:
-                result.retried += 1
-            elif status == A.FAILED:
-                result.failed += 1
-            elif status == A.SKIPPED:
-                result.skipped += 1
-        if len(ids) < batch:
-            return result
+    ids, statuses = claims.drain(
+        db,
+        Alert,
+        lambda alert_id: deliver(db, alert_id, now=now, settings=settings).value,
+        now=now,
+        batch=batch,
+        lease_seconds=settings.claim_lease_seconds,
+    )
+    return AlertPass(
+        claimed=len(ids),
+        sent=statuses[A.SENT.value],
+        retried=statuses[A.RETRY.value],
+        failed=statuses[A.FAILED.value],
+        skipped=statuses[A.SKIPPED.value],
+    )

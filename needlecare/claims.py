@@ -5,6 +5,8 @@ serialises writers), so two dispatchers never hold the same row. A claim left by
 mid-send is taken again after ``lease_seconds``.
 """
 
+from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -36,3 +38,25 @@ def claim_due(
     ids = [row[0] for row in db.exec(stmt).all()]
     db.commit()
     return sorted(ids)
+
+
+def drain(
+    db: Session,
+    model: type[Notification] | type[Alert],
+    deliver: Callable[[int], str],
+    *,
+    now: datetime,
+    batch: int,
+    lease_seconds: float,
+) -> tuple[list[int], Counter[str]]:
+    """Claim due rows batch by batch and hand each to ``deliver`` (which returns the row's new status),
+    until none is left. Returns the ids handled and how many ended in each status."""
+    handled: list[int] = []
+    statuses: Counter[str] = Counter()
+    while True:
+        ids = claim_due(db, model, now=now, limit=batch, lease_seconds=lease_seconds)
+        for row_id in ids:
+            statuses[str(deliver(row_id))] += 1
+            handled.append(row_id)
+        if len(ids) < batch:
+            return handled, statuses

@@ -27,7 +27,7 @@ from sqlmodel import Session, SQLModel
 import models  # noqa: F401  (registers every table on SQLModel.metadata)
 from models.contact import ContactStatus
 from models.notification import NotificationStatus
-from needlecare.outcomes import Filters
+from needlecare.outcomes import Filters, episode_conditions, practitioner_conditions
 from needlecare.protocols import get_protocols
 
 DEFAULT_EXPIRED_DAYS = 14
@@ -89,17 +89,6 @@ class NonResponderPage:
         return self.offset > 0
 
 
-def _first_practitioner(episode_id: ColumnElement[Any]) -> ColumnElement[Any]:
-    first = SESSION.alias("ts_first")
-    return (
-        select(first.c.practitioner_id)
-        .where(first.c.episode_id == episode_id)
-        .order_by(first.c.completed_at, first.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def longest_window_after_due() -> timedelta:
     """The longest time from a contact's due date to the close of its window in any loaded protocol."""
     hours = [s.window_end_hours - s.offset_hours for p in get_protocols().values() for s in p.steps]
@@ -107,10 +96,11 @@ def longest_window_after_due() -> timedelta:
 
 
 def _conditions(f: Filters, *, now: datetime, expired_days: int) -> list[ColumnElement[bool]]:
-    c, e = CONTACT.c, EPISODE.c
+    c = CONTACT.c
     cutoff = now - timedelta(days=expired_days)
     conditions: list[ColumnElement[bool]] = [
-        e.clinic_id == f.clinic_id,
+        *episode_conditions(f),  # clinic, injury, period: the same cohort as the outcome figures
+        *practitioner_conditions(f, c.session_id, c.episode_id),  # the same owner rule
         c.status.in_((ContactStatus.SENT.value, ContactStatus.EXPIRED.value)),
         # "sent" with the window open, or a window that closed (swept to "expired" or not yet) in the last N days
         c.window_closes_at >= cutoff,
@@ -118,16 +108,6 @@ def _conditions(f: Filters, *, now: datetime, expired_days: int) -> list[ColumnE
         # read a range of ix_contact_status_due instead of every expired contact ever
         c.due_at >= cutoff - longest_window_after_due() - WINDOW_MARGIN,
     ]
-    if f.injury is not None:
-        conditions.append(e.injury == f.injury)
-    if f.since is not None:
-        conditions.append(e.started_at >= f.since)
-    if f.until is not None:
-        conditions.append(e.started_at < f.until)
-    if f.practitioner_id is not None:
-        own = SESSION.alias("ts_own")
-        of_session = select(own.c.practitioner_id).where(own.c.id == c.session_id).scalar_subquery()
-        conditions.append(func.coalesce(of_session, _first_practitioner(c.episode_id)) == f.practitioner_id)
     return conditions
 
 

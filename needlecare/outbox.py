@@ -136,19 +136,17 @@ def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200
 def _send_due(
     db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
 ) -> None:
-    while True:
-        ids = claim_due(db, now=now, limit=batch, lease_seconds=settings.claim_lease_seconds)
-        result.claimed += len(ids)
-        for nid in ids:
-            status = deliver(db, nid, now=now, settings=settings, catalogue=catalogue)
-            result.notification_ids.append(nid)
-            if status == S.SENT:
-                result.sent += 1
-            elif status == S.RETRY:
-                result.retried += 1
-            elif status == S.FAILED:
-                result.failed += 1
-            elif status == S.SKIPPED:
-                result.skipped += 1
-        if len(ids) < batch:
-            return
+    ids, statuses = claims.drain(
+        db,
+        Notification,
+        lambda nid: deliver(db, nid, now=now, settings=settings, catalogue=catalogue).value,
+        now=now,
+        batch=batch,
+        lease_seconds=settings.claim_lease_seconds,
+    )
+    result.claimed += len(ids)
+    result.notification_ids.extend(ids)
+    result.sent += statuses[S.SENT.value]
+    result.retried += statuses[S.RETRY.value]
+    result.failed += statuses[S.FAILED.value]
+    result.skipped += statuses[S.SKIPPED.value]

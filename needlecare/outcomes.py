@@ -379,7 +379,7 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
-def _episode_conditions(f: Filters) -> list[ColumnElement[bool]]:
+def episode_conditions(f: Filters) -> list[ColumnElement[bool]]:
     conditions = [EPISODE.c.clinic_id == f.clinic_id]
     if f.injury is not None:
         conditions.append(EPISODE.c.injury == f.injury)
@@ -401,7 +401,7 @@ def _first_practitioner(episode_id: ColumnElement[Any]) -> ColumnElement[Any]:
     )
 
 
-def _practitioner_conditions(
+def practitioner_conditions(
     f: Filters, session_id: ColumnElement[Any] | None, episode_id: ColumnElement[Any]
 ) -> list[ColumnElement[bool]]:
     """The owner rule: the session's practitioner, else the practitioner of the episode's first session."""
@@ -492,9 +492,9 @@ def _counts_stmt(f: Filters) -> Select[Any]:
         )
         .select_from(CONTACT.join(EPISODE, EPISODE.c.id == c.episode_id))
         .where(
-            *_episode_conditions(f),
+            *episode_conditions(f),
             c.status.in_(DUE_STATUSES),
-            *_practitioner_conditions(f, c.session_id, c.episode_id),
+            *practitioner_conditions(f, c.session_id, c.episode_id),
         )
         .group_by(EPISODE.c.injury, c.step_id)
     )
@@ -508,7 +508,7 @@ def _answers_from() -> Any:
 
 def _answer_conditions(f: Filters) -> list[ColumnElement[bool]]:
     c = CONTACT.c
-    return [*_episode_conditions(f), c.status == ANSWERED, *_practitioner_conditions(f, c.session_id, c.episode_id)]
+    return [*episode_conditions(f), c.status == ANSWERED, *practitioner_conditions(f, c.session_id, c.episode_id)]
 
 
 def _changes_stmt(f: Filters) -> Select[Any]:
@@ -574,7 +574,7 @@ def _adverse_stmt(f: Filters) -> Select[Any]:
     )
     ps = per_session.c
     checked = ps.checked == 1
-    where = [*_episode_conditions(f), SESSION.c.clinic_id == f.clinic_id]
+    where = [*episode_conditions(f), SESSION.c.clinic_id == f.clinic_id]
     if f.practitioner_id is not None:
         where.append(SESSION.c.practitioner_id == f.practitioner_id)
     return (
@@ -598,9 +598,9 @@ def _adverse_stmt(f: Filters) -> Select[Any]:
 def _case_conditions(f: Filters) -> list[ColumnElement[bool]]:
     ec = CASE.c
     return [
-        *_episode_conditions(f),
+        *episode_conditions(f),
         ec.clinic_id == f.clinic_id,
-        *_practitioner_conditions(f, ec.session_id, ec.episode_id),
+        *practitioner_conditions(f, ec.session_id, ec.episode_id),
     ]
 
 
@@ -651,7 +651,7 @@ def _recovery_stmt(f: Filters) -> Select[Any]:
     answered = and_(c.status == ANSWERED, sr.id.is_not(None))
     day = (epoch_seconds(sr.submitted_at) - epoch_seconds(e.started_at)) // SECONDS_PER_DAY
     improved = or_(_pain_responder(e.baseline_pain_nprs, sr.nprs_usual), and_(sr.groc15 >= 4, c.scope == "episode"))
-    where = [*_episode_conditions(f), c.status.in_(DUE_STATUSES)]
+    where = [*episode_conditions(f), c.status.in_(DUE_STATUSES)]
     if f.practitioner_id is not None:
         where.append(_first_practitioner(e.id) == f.practitioner_id)
     per_episode = (
@@ -678,7 +678,7 @@ def _recovery_stmt(f: Filters) -> Select[Any]:
 
 def _trajectory_stmt(f: Filters) -> Select[Any]:
     e, c, sr = EPISODE.c, CONTACT.c, RESPONSE.c
-    base_where = _episode_conditions(f)
+    base_where = episode_conditions(f)
     if f.practitioner_id is not None:
         base_where.append(_first_practitioner(e.id) == f.practitioner_id)
     baseline = cast(literal(BASELINE), String).label("step_id")
