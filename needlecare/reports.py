@@ -55,6 +55,7 @@ from needlecare.outcomes import (
     OutcomeReport,
     TrajectoryPoint,
     compute_outcomes,
+    step_rates,
     trajectory,
 )
 from needlecare.rendering import environment
@@ -298,7 +299,7 @@ def build_report(
         "until": end,
     }
     outcomes = compute_outcomes(db, clinic_id, **kwargs)
-    points = trajectory(db, clinic_id, **kwargs)
+    points = trajectory(db, clinic_id, **kwargs, rates=step_rates(outcomes))
     measures = sorted({c.measure for r in outcomes.rows for c in r.rom} | {p.measure for p in points} - {PAIN})
     return ReportData(
         clinic_id=clinic.id,

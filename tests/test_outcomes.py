@@ -546,8 +546,12 @@ def test_statement_count_does_not_grow_with_patients(db: Session, clinic: Clinic
     assert len(statements) == few == 6
     assert report.rows and report.adverse and report.escalations and report.recovery
     statements.clear()
-    outcomes.trajectory(db, clinic.id, policy=POLICY)
+    points = outcomes.trajectory(db, clinic.id, policy=POLICY)
     assert len(statements) == 2
+    statements.clear()
+    reused = outcomes.trajectory(db, clinic.id, policy=POLICY, rates=outcomes.step_rates(report))
+    assert len(statements) == 1
+    assert reused == points and any(p.response_rate is not None for p in points)
 
 
 def test_trajectory_means_match_numpy(db: Session, clinic: Clinic) -> None:
