@@ -187,6 +187,15 @@ def test_invalid_post_shows_errors_beside_fields_and_keeps_values(
     assert contact.status == "sent"
 
 
+def test_non_urgent_advice_is_a_polite_status_not_an_alert(client: TestClient, db: Session, settings: Settings) -> None:
+    session = make_session(db)
+    contact = make_contact(db, session, "check_24h")
+    page = client.post(f"/s/{token_for(contact, settings)}", data={**CHECK_24H_OK, "soreness": "7"})
+    assert page.status_code == 200
+    assert "advice-NEXT_BD" in page.text
+    assert 'role="status"' in page.text and 'role="alert"' not in page.text
+
+
 def test_red_flag_breathless_shows_emergency_advice_at_once(
     client: TestClient, db: Session, settings: Settings
 ) -> None:
