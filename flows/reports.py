@@ -5,22 +5,33 @@ deploy/prefect.yaml) writes, for every clinic or for the one asked, the dated sn
 ``<data_dir>/reports/<clinic>/<YYYY-MM-DD>/outcomes.{html,csv,json,pdf}``. The PDF needs headless Chromium;
 without it the PDF is skipped with a warning and the other formats are still written. One clinic's failure
 does not stop the others; the run fails at the end if any clinic failed. Parameters, run names and logs carry
-IDs and counts only (the figures stay in the files).
+IDs and counts only (the figures stay in the files). The all-time report it computes is also stored as the
+dashboard's all-time snapshot (``needlecare.report_store``).
+
+``refresh_dashboard_figures`` (deployment ``refresh-dashboard-figures``, every 15 minutes) precomputes the
+dashboard's standard views (every preset period, all injuries and practitioners) of every clinic, or of the one
+asked, into the ``report_snapshot`` table, and deletes snapshots older than :data:`PRUNE_DAYS` days. It logs
+counts, durations and clinic ids only.
 """
 
 import logging
+import time as timer
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
+from sqlmodel import Session
 
+from models import Clinic
 from models.base import utcnow
-from needlecare import reports
+from needlecare import report_store, reports
 from needlecare.db import session_scope
 from needlecare.settings import get_settings
 
 FALLBACK_LOGGER = logging.getLogger("needlecare.flows.reports")
+PRUNE_DAYS = 2
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[Any]:
@@ -55,7 +66,9 @@ def compile_outcome_reports(clinic_id: str | None = None) -> dict[str, int]:
         logger.info("compiling outcome reports for %d clinic(s) in %d format(s)", len(ids), len(formats))
         for cid in ids:
             try:
+                began = timer.perf_counter()
                 data = reports.build_report(db, cid, now=now)
+                seconds = timer.perf_counter() - began
                 written = reports.write_snapshot(data, out_dir, formats)
             except reports.UnknownClinic:
                 raise
@@ -63,6 +76,7 @@ def compile_outcome_reports(clinic_id: str | None = None) -> dict[str, int]:
                 failed += 1
                 logger.exception("report for clinic %s failed", cid)
                 continue
+            _store_all_time(db, cid, data, seconds)
             clinics += 1
             files += len(written)
             logger.info("clinic %s: %d file(s) for %s", cid, len(written), data.snapshot_date.isoformat())
@@ -70,4 +84,56 @@ def compile_outcome_reports(clinic_id: str | None = None) -> dict[str, int]:
     logger.info("done: %s", summary)
     if failed:
         raise RuntimeError(f"outcome reports failed for {failed} clinic(s); see the log above")
+    return summary
+
+
+def _store_all_time(db: Session, clinic_id: str, data: reports.ReportData, seconds: float) -> None:
+    """Keep the nightly all-time report as the dashboard's snapshot (a newer one already stored stays)."""
+    key = report_store.view_key(None, None, None, None)
+    try:
+        report_store.put(db, clinic_id, key, data, seconds)
+    except Exception as exc:  # the files are written; the dashboard recomputes what it lacks
+        _logger().warning("storing the dashboard snapshot of clinic %s failed: %s", clinic_id, type(exc).__name__)
+
+
+@flow(name="refresh_dashboard_figures", log_prints=False)
+def refresh_dashboard_figures(clinic_id: str | None = None) -> dict[str, int]:
+    """Precompute the dashboard's standard views for every clinic (or only ``clinic_id``); prune old snapshots.
+
+    One view's failure does not stop the others; the run fails at the end if any failed.
+    """
+    logger = _logger()
+    settings = get_settings()
+    now = utcnow()
+    total = report_store.RefreshCounts()
+    clinics = 0
+    with session_scope(settings.resolved_database_url) as db:
+        ids = [clinic_id] if clinic_id is not None else reports.known_clinics(db)
+        logger.info("refreshing dashboard figures for %d clinic(s)", len(ids))
+        for cid in ids:
+            clinic = db.get(Clinic, cid)
+            if clinic is None:
+                raise reports.UnknownClinic(cid, reports.known_clinics(db))
+            counts = report_store.refresh(db, cid, report_store.standard_views(clinic, now), now)
+            clinics += 1
+            total += counts
+            logger.info(
+                "clinic %s: %d of %d view(s) stored, %d failed, %.1f s",
+                cid,
+                counts.stored,
+                counts.views,
+                counts.failed,
+                counts.seconds,
+            )
+        pruned = report_store.prune(db, now - timedelta(days=PRUNE_DAYS))
+    summary = {
+        "clinics": clinics,
+        "views": total.views,
+        "stored": total.stored,
+        "failed": total.failed,
+        "pruned": pruned,
+    }
+    logger.info("done: %s", summary)
+    if total.failed:
+        raise RuntimeError(f"dashboard figures failed for {total.failed} view(s); see the log above")
     return summary

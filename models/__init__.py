@@ -7,6 +7,7 @@ from models.episode import Episode
 from models.escalation import Alert, AlertStatus, CaseRule, CaseStatus, EscalationCase, RuleEvaluation
 from models.notification import Notification, NotificationStatus
 from models.patient import Patient
+from models.reporting import ReportSnapshot
 from models.session import SessionCompleted, SessionPublic, TreatmentSession
 from models.staff import StaffUser, WebSession
 from models.survey import SurveyResponse
@@ -28,6 +29,7 @@ __all__ = [
     "NotificationStatus",
     "Patient",
     "Practitioner",
+    "ReportSnapshot",
     "RuleEvaluation",
     "SessionCompleted",
     "SessionPublic",

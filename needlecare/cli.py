@@ -14,6 +14,7 @@ from models import AuditEvent, Clinic, ClinicCreate
 from models.base import utcnow
 from needlecare import db as database
 from needlecare import ingest
+from needlecare.cli_dashboard import dashboard_app
 from needlecare.cli_demo import demo
 from needlecare.cli_export import export_app
 from needlecare.cli_protocols import protocols_app
@@ -37,6 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(protocols_app, name="protocols")
 app.add_typer(staff_app, name="staff")
 app.add_typer(export_app, name="export")
+app.add_typer(dashboard_app, name="dashboard")
 app.command("demo")(demo)
 app.command("report")(report)
 
@@ -109,6 +111,7 @@ def clinic_configure(
 
     The file is checked in full before anything is stored; see needlecare/clinic_config.py for the format.
     """
+    from needlecare import report_store
     from needlecare.clinic_config import ClinicConfigError, load_config_file, to_stored
 
     try:
@@ -124,9 +127,12 @@ def clinic_configure(
         clinic.config = to_stored(config)
         db.add(clinic)
         db.add(AuditEvent(actor="cli", action="clinic.configured", entity="clinic", entity_id=clinic_id))
+        cleared = report_store.forget(db, clinic_id)  # figures suppressed under the old [reporting] rules
         db.commit()
     routes = ", ".join(f"{len(r.tags)} tag(s) -> {r.url.split(':', 1)[0]}://…" for r in config.alerts) or "clinic email"
     typer.echo(f"clinic '{clinic_id}' configured: alerts to {routes}; SLA {config.sla.model_dump()}")
+    if cleared:
+        typer.echo(f"{cleared} stored dashboard view(s) cleared: the dashboard computes them again with these rules")
 
 
 @clinic_app.command("show-config")

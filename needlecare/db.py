@@ -14,9 +14,28 @@ from needlecare.settings import get_settings
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    url = url or get_settings().resolved_database_url
+    """The engine of ``url`` (default: the settings' database), one per URL per process.
+
+    The default is resolved before the cache is consulted, so a change of settings (tests, CLI invocations in
+    one process) reaches the database it names."""
+    return _engine(url or get_settings().resolved_database_url)
+
+
+def dispose_engines() -> None:
+    """Close every engine this process opened and forget them (before a database goes away, e.g. in a bench)."""
+    for url in list(_opened):
+        _engine(url).dispose()
+    _opened.clear()
+    _engine.cache_clear()
+
+
+_opened: set[str] = set()
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    _opened.add(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -336,13 +336,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("NEEDLECARE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("NEEDLECARE_DATABASE_URL", raising=False)
     get_settings.cache_clear()
-    database.get_engine.cache_clear()  # get_engine() without a URL is cached: it would be the last test's file
     result = runner.invoke(cli_app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "d@r.example"])
     assert result.exit_code == 0, result.output
     yield tmp_path
     database.get_engine().dispose()
-    database.get_engine(get_settings().resolved_database_url).dispose()
-    database.get_engine.cache_clear()
     get_settings.cache_clear()
 
 

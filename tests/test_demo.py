@@ -19,11 +19,13 @@ from models import (
     Notification,
     NotificationStatus,
     Patient,
+    ReportSnapshot,
     SurveyResponse,
     TreatmentSession,
 )
 from models.base import utcnow
 from needlecare import clock, events
+from needlecare import db as database
 from needlecare.cli import app
 from needlecare.cohort import Cohort, PlannedAnswer, generate_cohort
 from needlecare.demo import DemoRefused, bulk_load, run_demo
@@ -240,6 +242,10 @@ def test_the_command_runs_reports_counts_only_and_reruns_without_duplicates(env:
     assert "4 synthetic patients (seed 7)" in first.output and "queued, not sent" in first.output
     recorded = int(first.output.split("sessions")[1].split("recorded")[0])
     assert recorded > 0
+    assert "Dashboard figures stored for 4 of 4 preset view(s)" in first.output
+    with Session(database.get_engine()) as db:
+        stored = db.exec(select(ReportSnapshot.view_key).where(ReportSnapshot.clinic_id == CLINIC)).all()
+    assert "injury=*;practitioner=*;since=-;until=-" in stored and len(stored) == 4
     again = runner.invoke(app, ["demo", "--patients", "4", "--clinic", CLINIC])
     assert again.exit_code == 0, again.output
     assert "the start of the earlier run" in again.output

@@ -266,7 +266,10 @@ def test_html_shows_suppressed_cells_as_their_text_and_never_the_hidden_number(
     assert cells["mtss|follow_up|outcome_6wk||contacts_due"] == ["< 11"]
     assert cells["mtss|follow_up|outcome_6wk||response_rate"] == ["suppressed", "n = < 11"]
     assert cells["mtss|pain_change|outcome_6wk|nprs_usual|mean_change"] == ["insufficient data", "n = < 11"]
-    assert cells["plantar_fasciitis|pain_change|outcome_6wk|nprs_usual|mean_change"] == ["insufficient data", "n = suppressed"]
+    assert cells["plantar_fasciitis|pain_change|outcome_6wk|nprs_usual|mean_change"] == [
+        "insufficient data",
+        "n = suppressed",
+    ]
     # 14 answered and 1 not answered of 15: the "1" is "< 11" and the 14 is hidden with it (complementary).
     assert cells["plantar_fasciitis|follow_up|outcome_6wk||contacts_not_answered"] == ["< 11"]
     assert cells["plantar_fasciitis|follow_up|outcome_6wk||contacts_answered"] == ["suppressed"]

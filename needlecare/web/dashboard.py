@@ -17,12 +17,26 @@ Filters: ``injury`` (a catalogue slug), ``practitioner`` (the id of one of the c
 inclusive, in the clinic's time zone) and ``step`` (the overview's time point). A value that is not allowed gets
 a 422 page listing the allowed values. The period selects episodes by their start, like every outcome figure.
 
-Figures come from :func:`needlecare.reports.build_report` (suppressed per the report policy) and are kept per
-process (:class:`ReportCache`), keyed by database, clinic and filters: computing them reads every answer of the
-clinic (seconds at 10k patients, tens of seconds at 100k), showing them again takes milliseconds. An entry is
-fresh for :data:`CACHE_SECONDS`; a page asked for later is served from it (up to :data:`STALE_SECONDS`) while a
-background thread recomputes it. Downloads always use fresh figures. Each page says when its figures were
-computed. Non-responders and escalation counts are always read live.
+Figures come from :func:`needlecare.reports.build_report` (suppressed per the report policy), which reads every
+answer of the clinic (seconds at 10k patients, tens of seconds at 100k), so pages never compute them in the
+request: they read a stored snapshot (table ``report_snapshot``, :mod:`needlecare.report_store`) for the filters,
+the exact injury's first and then the all-injuries one (an injury's figures do not depend on the others). The
+``refresh-dashboard-figures`` flow precomputes every preset period for all injuries and practitioners; other
+filter sets are stored the first time they are asked for. A process keeps the newest decoded snapshots
+(:class:`SnapshotCache`) so a chart is drawn once per snapshot.
+
+- A snapshot younger than :data:`CACHE_SECONDS` is served as it is.
+- An older one is served too, while a background thread (one per view and process) computes and stores its
+  replacement.
+- Without one, a background thread computes it and the page waits up to :data:`WAIT_SECONDS`
+  (``app.state.dashboard_wait_seconds`` overrides it): if the figures are ready by then the page shows them,
+  otherwise it answers "Computing these figures", which reloads itself every few seconds. A computation that
+  failed is reported by the next page (503, logged with the clinic, view key and exception type only); the page
+  after that tries again.
+
+Downloads use a snapshot of exactly their filters no older than :data:`CACHE_SECONDS`, or compute (and store) one
+while the request waits. Each page says when its figures were computed. Non-responders and escalation counts are
+always read live.
 """
 
 import logging
@@ -31,10 +45,9 @@ import time as timer
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -43,11 +56,12 @@ from sqlmodel import Session, col, select
 
 from models import Clinic, Practitioner, StaffUser
 from models.base import utcnow
-from needlecare import casebook, clock, reports
+from needlecare import casebook, clock, report_store, reports
 from needlecare.catalogue import get_catalogue
 from needlecare.db import get_engine
 from needlecare.nonresponders import DEFAULT_EXPIRED_DAYS, list_nonresponders
 from needlecare.outcomes import ADVERSE_KINDS, STEP_ORDER, AdverseRow, RecoveryRow, StepRow, TrajectoryPoint
+from needlecare.periods import PERIODS, local_midnight, preset_since
 from needlecare.protocols import get_protocols
 from needlecare.reports import ReportData
 from needlecare.suppression import Figure, Reason
@@ -59,12 +73,6 @@ log = logging.getLogger("needlecare.web.dashboard")
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "same-origin"}
-PERIODS: dict[str, tuple[str, int | None]] = {
-    "all": ("All time", None),
-    "12m": ("Last 12 months", 365),
-    "90d": ("Last 90 days", 90),
-    "30d": ("Last 30 days", 30),
-}
 CUSTOM = "custom"
 DEFAULT_PERIOD = "all"
 DEFAULT_STEP = "outcome_6wk"
@@ -72,9 +80,15 @@ PAGE_SIZE = 50
 PREVIEW_SIZE = 10
 MAX_PAGE = 10_000
 MAX_EXPIRED_DAYS = 365
-CACHE_SECONDS = 300.0
-STALE_SECONDS = 3600.0
+CACHE_SECONDS = 900.0
+"""Figures older than this are recomputed in the background (pages) or before a download. The same 15 minutes
+as the ``refresh-dashboard-figures`` schedule: a shorter limit would have pages recompute the preset views
+between two flow runs (tens of seconds of database work each at 100k patients)."""
 CACHE_ENTRIES = 32
+WAIT_SECONDS = 1.0
+"""How long a page without a stored snapshot waits for its computation before answering "computing"."""
+WAIT_STATE = "dashboard_wait_seconds"
+REFRESH_SECONDS = 5
 OVERVIEW_ADVERSE = ("soreness_past_72h", "bruise_any", "red_flag")
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")
 
@@ -157,10 +171,6 @@ def _date(raw: str, name: str, problems: list[Problem]) -> date | None:
         return None
 
 
-def _local_midnight(day: date, tz: str) -> datetime:
-    return datetime.combine(day, time(0), ZoneInfo(tz)).astimezone(UTC)
-
-
 def read_filters(params: Mapping[str, str], *, practitioners: list[Practitioner], tz: str, now: datetime) -> View:
     """Check the query parameters; raises :class:`InvalidFilters` listing every bad one and its allowed values.
 
@@ -210,13 +220,11 @@ def read_filters(params: Mapping[str, str], *, practitioners: list[Practitioner]
     if period == CUSTOM:
         if since_date and until_date and since_date > until_date:
             problems.append(Problem("until", get("until"), f"must not be before since ({since_date.isoformat()})"))
-        since = _local_midnight(since_date, tz) if since_date else None
-        until = _local_midnight(until_date + timedelta(days=1), tz) if until_date else None
+        since = local_midnight(since_date, tz) if since_date else None
+        until = local_midnight(until_date + timedelta(days=1), tz) if until_date else None
     elif period in PERIODS:
         since_date = until_date = None
-        days = PERIODS[period][1]
-        if days is not None:
-            since = _local_midnight(clock.local_date(now, tz) - timedelta(days=days), tz)
+        since = preset_since(period, tz, now)
     else:
         problems.append(Problem("period", period, "is not a period the dashboard offers", allowed_periods))
 
@@ -251,150 +259,233 @@ def read_filters(params: Mapping[str, str], *, practitioners: list[Practitioner]
     )
 
 
-# ------------------------------------------------------------------------------------------------ cache
+# ------------------------------------------------------------------------------------------- snapshots
 
 
 @dataclass
 class _Entry:
+    """A decoded snapshot, and the charts drawn from it."""
+
     data: ReportData
-    stored: float
+    computed_at: datetime
     charts: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Job:
+    """One background computation of a snapshot."""
+
+    started_at: datetime
+    done: threading.Event = field(default_factory=threading.Event)
+    entry: _Entry | None = None
+    error: str | None = None  # the exception's type name when it failed
+    failed_at: datetime | None = None
+
+
 Compute = Callable[[], ReportData]
+_JobKey = tuple[str, str, str]  # (database, clinic, view key)
 
 
-class ReportCache:
-    """Computed reports of one app, per (database, clinic, filters); least recently used out.
+class SnapshotCache:
+    """One app's decoded snapshots and the background computations of new ones.
 
-    An entry is fresh for ``seconds``. After that, pages are still served from it for up to ``stale_seconds``
-    while one background thread computes its replacement (stale-while-revalidate), so only the first view of a
-    filter set waits for the statistics; downloads (``fresh_only``) always wait for fresh figures.
+    Decoded snapshots are kept per (database, clinic, view key, computed_at), the ``entries`` most recently used
+    (an entry is replaced when a newer snapshot of its view is read). At most one computation per (database,
+    clinic, view key) runs at a time in this process; the last failure of a view is kept until a page shows it.
     """
 
-    def __init__(
-        self, seconds: float = CACHE_SECONDS, stale_seconds: float = STALE_SECONDS, entries: int = CACHE_ENTRIES
-    ) -> None:
+    def __init__(self, seconds: float = CACHE_SECONDS, entries: int = CACHE_ENTRIES) -> None:
         self.seconds = seconds
-        self.stale_seconds = stale_seconds
         self.entries = entries
-        self._items: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
-        self._refreshing: dict[tuple[Any, ...], threading.Thread] = {}
+        self._items: OrderedDict[tuple[str, str, str, datetime], _Entry] = OrderedDict()
+        self._jobs: dict[_JobKey, _Job] = {}
+        self._threads: dict[_JobKey, threading.Thread] = {}
+        self._failed: OrderedDict[_JobKey, _Job] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], *, fresh_only: bool = False) -> tuple[_Entry | None, bool]:
-        """(entry, stale): the entry if it may be shown, and whether it is past ``seconds``."""
-        with self._lock:
-            entry = self._items.get(key)
-            if entry is None:
-                return None, False
-            age = timer.monotonic() - entry.stored
-            if age > self.stale_seconds:
-                del self._items[key]
-                return None, False
-            if fresh_only and age > self.seconds:
-                return None, False
-            self._items.move_to_end(key)
-            return entry, age > self.seconds
+    def stale(self, computed_at: datetime, now: datetime) -> bool:
+        """True when figures computed at ``computed_at`` are older than ``seconds`` at ``now``."""
+        return (now - computed_at).total_seconds() > self.seconds
 
-    def put(self, key: tuple[Any, ...], data: ReportData) -> _Entry:
-        entry = _Entry(data=data, stored=timer.monotonic())
+    def entry(self, db: Session, database: str, clinic_id: str, key: str, found: report_store.Stamp) -> _Entry | None:
+        """The snapshot ``found`` refers to, decoded once; None when it is gone or no longer decodes."""
         with self._lock:
-            self._items[key] = entry
-            self._items.move_to_end(key)
+            entry = self._items.get((database, clinic_id, key, found.computed_at))
+            if entry is not None:
+                self._items.move_to_end((database, clinic_id, key, found.computed_at))
+                return entry
+        stored = report_store.get(db, clinic_id, key)
+        if stored is None:
+            return None
+        return self.remember(database, clinic_id, key, stored.data, stored.computed_at)
+
+    def remember(self, database: str, clinic_id: str, key: str, data: ReportData, computed_at: datetime) -> _Entry:
+        entry = _Entry(data=data, computed_at=computed_at)
+        with self._lock:
+            for old in [k for k in self._items if k[:3] == (database, clinic_id, key)]:
+                del self._items[old]
+            self._items[(database, clinic_id, key, computed_at)] = entry
             while len(self._items) > self.entries:
                 self._items.popitem(last=False)
         return entry
 
-    def refresh(self, key: tuple[Any, ...], compute: Compute) -> None:
-        """Recompute ``key`` in a background thread, unless that is already under way."""
+    def start(self, database: str, clinic_id: str, key: str, compute: Compute) -> _Job:
+        """The computation of this view under way in this process, or a new one in a background thread.
 
-        def run() -> None:
-            try:
-                self.put(key, compute())
-            except Exception as exc:  # the stale entry stays; the next view tries again
-                log.error("dashboard refresh failed: %s", type(exc).__name__)
-            finally:
-                with self._lock:
-                    self._refreshing.pop(key, None)
-
+        ``compute`` stores the snapshot and returns the report; the job then holds it as a decoded entry.
+        """
+        job_key = (database, clinic_id, key)
         with self._lock:
-            if key in self._refreshing:
-                return
-            thread = threading.Thread(target=run, name="dashboard-refresh", daemon=True)
-            self._refreshing[key] = thread
+            job = self._jobs.get(job_key)
+            if job is not None:
+                return job
+            job = _Job(started_at=utcnow())
+            thread = threading.Thread(target=self._run, args=(job_key, job, compute), name="dashboard-figures")
+            thread.daemon = True
+            self._jobs[job_key] = job
+            self._threads[job_key] = thread
+            self._failed.pop(job_key, None)
         thread.start()
+        return job
+
+    def _run(self, job_key: _JobKey, job: _Job, compute: Compute) -> None:
+        database, clinic_id, key = job_key
+        try:
+            data = compute()
+            job.entry = self.remember(database, clinic_id, key, data, data.generated_at)
+        except Exception as exc:  # shown by the next page without figures; a stale snapshot stays in use
+            job.error = type(exc).__name__
+            job.failed_at = utcnow()
+            log.error("dashboard figures for clinic %s, view %s failed: %s", clinic_id, key, job.error)
+        finally:
+            with self._lock:
+                self._jobs.pop(job_key, None)
+                self._threads.pop(job_key, None)
+                if job.error is not None:
+                    self._failed[job_key] = job
+                    while len(self._failed) > self.entries:
+                        self._failed.popitem(last=False)
+            job.done.set()
+
+    def take_failure(self, database: str, clinic_id: str, key: str) -> _Job | None:
+        """The view's last failed computation, once (the page after the one that shows it tries again)."""
+        with self._lock:
+            return self._failed.pop((database, clinic_id, key), None)
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Until no refresh is under way (tests and benchmarks)."""
+        """Until no computation is under way (tests and benchmarks)."""
         deadline = timer.monotonic() + timeout
         while True:
             with self._lock:
-                threads = list(self._refreshing.values())
+                threads = list(self._threads.values())
             if not threads:
                 return
             for thread in threads:
                 thread.join(max(0.0, deadline - timer.monotonic()))
             if timer.monotonic() >= deadline:
-                raise TimeoutError("dashboard refresh still running")
+                raise TimeoutError("dashboard figures still being computed")
 
     def clear(self) -> None:
+        """Forget the decoded snapshots and failures (the stored snapshots stay)."""
         with self._lock:
             self._items.clear()
+            self._failed.clear()
 
 
-def report_cache(app: FastAPI) -> ReportCache:
-    """The app's report cache (created on first use); benchmarks clear it to time a cold page."""
+def report_cache(app: FastAPI) -> SnapshotCache:
+    """The app's snapshot cache (created on first use); benchmarks clear it to time a page that decodes."""
     cache = getattr(app.state, "dashboard_cache", None)
-    if not isinstance(cache, ReportCache):
-        cache = ReportCache()
+    if not isinstance(cache, SnapshotCache):
+        cache = SnapshotCache()
         app.state.dashboard_cache = cache
     return cache
 
 
-def _key(database: str, clinic_id: str, view: View, injury: str | None) -> tuple[Any, ...]:
-    return (database, clinic_id, injury, view.practitioner_id, view.since, view.until)
+def _wait_seconds(request: Request) -> float:
+    return float(getattr(request.app.state, WAIT_STATE, WAIT_SECONDS))
 
 
-def _compute(database: str, clinic_id: str, view: View, injury: str | None, db: Session | None = None) -> Compute:
+def _filters(view: View, injury: str | None) -> dict[str, Any]:
+    return {"injury": injury, "practitioner_id": view.practitioner_id, "since": view.since, "until": view.until}
+
+
+def _key(view: View, injury: str | None) -> str:
+    return report_store.view_key(injury, view.practitioner_id, view.since, view.until)
+
+
+def _computation(database: str, clinic_id: str, view: View, injury: str | None) -> Compute:
+    """Compute and store the snapshot of these filters, in a session of its own (for a background thread)."""
+
     def compute() -> ReportData:
-        def build(session: Session) -> ReportData:
-            return reports.build_report(
-                session,
-                clinic_id,
-                injury=injury,
-                practitioner_id=view.practitioner_id,
-                since=view.since,
-                until=view.until,
-                now=utcnow(),
-            )
-
-        if db is not None:
-            return build(db)
-        with Session(get_engine(database), expire_on_commit=False) as own:  # a background thread's own session
-            return build(own)
+        with Session(get_engine(database), expire_on_commit=False) as own:
+            data, seconds = report_store.compute(own, clinic_id, **_filters(view, injury))
+            report_store.put(own, clinic_id, _key(view, injury), data, seconds)
+        return data
 
     return compute
 
 
-def _report(request: Request, db: Session, database: str, clinic_id: str, view: View, *, exact: bool) -> _Entry:
-    """The report for these filters, from the cache when it may be shown (a stale one is refreshed behind).
+def _report(page: "Page", db: Session, database: str, view: View) -> _Entry | Response:
+    """The figures of a page, or the "computing" / "failed" page while there are none (see the module docstring).
 
-    Pages (``exact=False``) may read one injury out of the all-injuries report (an injury's figures do not
-    depend on the others). Downloads (``exact=True``) need a fresh report of exactly these filters, since the
-    file holds whatever the report holds.
+    The exact injury's snapshot is read first, then the all-injuries one; a snapshot older than ``seconds`` is
+    shown while its replacement is computed in the background.
     """
-    cache = report_cache(request.app)
-    candidates = [view.injury] if exact or view.injury is None else [view.injury, None]
-    for injury in candidates:
-        key = _key(database, clinic_id, view, injury)
-        entry, stale = cache.get(key, fresh_only=exact)
+    cache = report_cache(page.request.app)
+    clinic_id = page.clinic.id
+    for injury in [view.injury] if view.injury is None else [view.injury, None]:
+        key = _key(view, injury)
+        found = report_store.stamp(db, clinic_id, key)
+        if found is None:
+            continue
+        entry = cache.entry(db, database, clinic_id, key, found)
+        if entry is None:  # no longer decodes: as if missing
+            continue
+        if cache.stale(found.computed_at, page.now):
+            cache.start(database, clinic_id, key, _computation(database, clinic_id, view, injury))
+        return entry
+    key = _key(view, view.injury)
+    failed = cache.take_failure(database, clinic_id, key)
+    if failed is not None:
+        return _failed(page, failed)
+    job = cache.start(database, clinic_id, key, _computation(database, clinic_id, view, view.injury))
+    if job.done.wait(max(0.0, _wait_seconds(page.request))):
+        if job.entry is not None:
+            return job.entry
+        cache.take_failure(database, clinic_id, key)  # shown now; the next page tries again
+        return _failed(page, job)
+    return _computing(page, job)
+
+
+def _fresh_report(page: "Page", db: Session, database: str, view: View) -> _Entry:
+    """A download's figures: the snapshot of exactly these filters if it is fresh, else computed now (and stored)."""
+    cache = report_cache(page.request.app)
+    clinic_id = page.clinic.id
+    key = _key(view, view.injury)
+    found = report_store.stamp(db, clinic_id, key)
+    if found is not None and not cache.stale(found.computed_at, page.now):
+        entry = cache.entry(db, database, clinic_id, key, found)
         if entry is not None:
-            if stale:
-                cache.refresh(key, _compute(database, clinic_id, view, injury))
             return entry
-    key = _key(database, clinic_id, view, view.injury)
-    return cache.put(key, _compute(database, clinic_id, view, view.injury, db)())
+    data, seconds = report_store.compute(db, clinic_id, **_filters(view, view.injury))
+    try:
+        report_store.put(db, clinic_id, key, data, seconds)
+    except Exception as exc:  # the download does not need the stored copy
+        log.warning("storing dashboard figures for clinic %s, view %s failed: %s", clinic_id, key, type(exc).__name__)
+    return cache.remember(database, clinic_id, key, data, data.generated_at)
+
+
+def _computing(page: "Page", job: _Job) -> Response:
+    context = page.context(started_at=job.started_at, refresh_seconds=REFRESH_SECONDS)
+    return templates.TemplateResponse(page.request, "dashboard_computing.html.j2", context, headers=NO_STORE)
+
+
+def _failed(page: "Page", job: _Job) -> Response:
+    context = page.context(started_at=job.started_at, failed_at=job.failed_at or job.started_at)
+    headers = {**NO_STORE, "Retry-After": str(REFRESH_SECONDS)}
+    return templates.TemplateResponse(
+        page.request, "dashboard_failed.html.j2", context, status_code=503, headers=headers
+    )
 
 
 def _trajectory_chart(entry: _Entry, injury: str) -> Markup | None:
@@ -605,7 +696,9 @@ def dashboard(request: Request, user: CurrentUser, db: DbDep, settings: Settings
     if isinstance(page, Response):
         return page
     view = page.view
-    entry = _report(request, db, settings.resolved_database_url, page.clinic.id, view, exact=False)
+    entry = _report(page, db, settings.resolved_database_url, view)
+    if isinstance(entry, Response):
+        return entry
     chasing = list_nonresponders(
         db,
         page.clinic.id,
@@ -640,7 +733,10 @@ def injury_page(slug: str, request: Request, user: CurrentUser, db: DbDep, setti
     if isinstance(page, Response):
         return page
     view = replace(page.view, injury=slug)
-    entry = _report(request, db, settings.resolved_database_url, page.clinic.id, view, exact=False)
+    page.view = view
+    entry = _report(page, db, settings.resolved_database_url, view)
+    if isinstance(entry, Response):
+        return entry
     data = entry.data
     context = page.context(
         slug=slug,
@@ -654,7 +750,6 @@ def injury_page(slug: str, request: Request, user: CurrentUser, db: DbDep, setti
         recovery=next((r for r in data.outcomes.recovery if r.injury == slug), None),
         cache_seconds=int(report_cache(request.app).seconds),
     )
-    context["view"] = view
     return templates.TemplateResponse(request, "dashboard_injury.html.j2", context, headers=NO_STORE)
 
 
@@ -697,7 +792,7 @@ def export_csv(request: Request, user: CurrentUser, db: DbDep, settings: Setting
     page = _page(request, db, user)
     if isinstance(page, Response):
         return page
-    entry = _report(request, db, settings.resolved_database_url, page.clinic.id, page.view, exact=True)
+    entry = _fresh_report(page, db, settings.resolved_database_url, page.view)
     body = reports.render_csv(entry.data).encode("utf-8")
     return _attachment(body, "text/csv; charset=utf-8", _filename(entry.data, "csv"))
 
@@ -711,7 +806,7 @@ def export_pdf(request: Request, user: CurrentUser, db: DbDep, settings: Setting
     missing = "No PDF printer (headless Chromium) is installed on this server."
     if not reports.chromium_available():
         return _unavailable(page, missing)
-    entry = _report(request, db, settings.resolved_database_url, page.clinic.id, page.view, exact=True)
+    entry = _fresh_report(page, db, settings.resolved_database_url, page.view)
     try:
         body = reports.render_pdf(entry.data)
     except reports.PdfUnavailable:

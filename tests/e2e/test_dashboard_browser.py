@@ -17,8 +17,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlmodel import Session
 
-from models import ClinicCreate
-from needlecare import auth, reports
+from models import Clinic, ClinicCreate
+from models.base import utcnow
+from needlecare import auth, report_store, reports
 from needlecare import db as database
 from needlecare.clinics import add_clinic
 from needlecare.settings import Settings
@@ -58,6 +59,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
         cohort = build(db, "riverside-physio")
         auth.create_user(db, "riverside-physio", EMAIL, "Dana Reyes", PASSWORD)
+        # as the refresh-dashboard-figures flow would: the pages read these instead of computing
+        now = utcnow()
+        clinic = db.get(Clinic, "riverside-physio")
+        assert clinic is not None
+        report_store.refresh(db, clinic.id, report_store.standard_views(clinic, now), now)
     port = free_port()
     settings = Settings(
         env="test",

@@ -24,7 +24,7 @@ from needlecare.clinics import add_clinic
 from needlecare.nonresponders import list_nonresponders
 from needlecare.settings import Settings
 from needlecare.web.app import create_app
-from needlecare.web.dashboard import report_cache
+from needlecare.web.dashboard import WAIT_STATE, report_cache
 from tests.outcome_rows import T0, Ep, OutcomeRows
 
 PASSWORD = "correct horse battery staple"
@@ -53,8 +53,13 @@ def login(client: TestClient, email: str = EMAIL) -> None:
 @pytest.fixture
 def client(settings: Settings, clinic: Clinic, db: Session) -> Iterator[TestClient]:
     auth.create_user(db, clinic.id, EMAIL, "Dana Reyes", PASSWORD)
-    with TestClient(create_app(settings), raise_server_exceptions=False, follow_redirects=False) as c:
+    app = create_app(settings)
+    # A page without stored figures waits for their computation: long enough here that every page shows figures
+    # (tests/web/test_dashboard_snapshots.py covers the "computing" page with a budget of 0).
+    setattr(app.state, WAIT_STATE, 60.0)
+    with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
+        report_cache(app).wait()
 
 
 def answered_episodes(
