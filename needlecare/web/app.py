@@ -3,6 +3,8 @@
 import logging
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -13,12 +15,21 @@ from needlecare.web import auth, cases, dashboard, ingress, logfilter, outbox, p
 log = logging.getLogger("needlecare.web")
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    dashboard.warm_up()
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # Events go to the Prefect API named in settings (never an ephemeral server).
     os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
     app = FastAPI(
-        title="needlecare", version="0.1.0", description="Follow-up after dry needling: ingress API, outbox and pages."
+        title="needlecare",
+        version="0.1.0",
+        description="Follow-up after dry needling: ingress API, outbox and pages.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     logfilter.install()  # survey and unsubscribe links are usable secrets: never in access logs

@@ -39,6 +39,7 @@ while the request waits. Each page says when its figures were computed. Non-resp
 always read live.
 """
 
+import importlib
 import logging
 import threading
 import time as timer
@@ -486,6 +487,16 @@ def _failed(page: "Page", job: _Job) -> Response:
     return templates.TemplateResponse(
         page.request, "dashboard_failed.html.j2", context, status_code=503, headers=headers
     )
+
+
+def warm_up() -> threading.Thread:
+    """Import the chart module (matplotlib: about a second here) in a background thread at start-up, so the first
+    chart a process draws does not wait for the import."""
+    thread = threading.Thread(
+        target=importlib.import_module, args=("needlecare.charts",), name="dashboard-warm-up", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def _trajectory_chart(entry: _Entry, injury: str) -> Markup | None:
