@@ -124,7 +124,7 @@ def _running(server: PrefectServer, deployment: str) -> list[dict[str, Any]]:
 def test_sessions_whose_events_were_lost_are_found_by_the_sweep(stack: Stack, prefect_server: PrefectServer) -> None:
     """Stored, committed, but no event emitted (as when Prefect drops it): the sweep sends them."""
     stack.wait_for(
-        lambda: not _running(prefect_server, "aftercare/on-session-completed"), 60, "lingering aftercare runs to end"
+        lambda: not _running(prefect_server, "aftercare/on-session-completed"), 180, "lingering aftercare runs to end"
     )
     with Session(database.get_engine(stack.db_url)) as db:
         sids = [
