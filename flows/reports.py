@@ -24,7 +24,6 @@ from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 from sqlmodel import Session
 
-from models import Clinic
 from models.base import utcnow
 from needlecare import report_store, reports
 from needlecare.db import session_scope
@@ -111,10 +110,7 @@ def refresh_dashboard_figures(clinic_id: str | None = None) -> dict[str, int]:
         ids = [clinic_id] if clinic_id is not None else reports.known_clinics(db)
         logger.info("refreshing dashboard figures for %d clinic(s)", len(ids))
         for cid in ids:
-            clinic = db.get(Clinic, cid)
-            if clinic is None:
-                raise reports.UnknownClinic(cid, reports.known_clinics(db))
-            counts = report_store.refresh(db, cid, report_store.standard_views(clinic, now), now)
+            counts = report_store.refresh_standard_views(db, cid, now)
             clinics += 1
             total += counts
             logger.info(

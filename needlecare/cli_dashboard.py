@@ -29,13 +29,12 @@ def refresh(
     all injuries, all practitioners. Pages then read them instead of computing."""
     from sqlmodel import Session
 
-    from models import Clinic
     from models.base import utcnow
     from needlecare import db as database
     from needlecare import report_store, reports
     from needlecare.settings import get_settings
 
-    url = get_settings().resolved_database_url  # explicit: get_engine() without a url caches the first one
+    url = get_settings().resolved_database_url
     database.upgrade(url)
     now = utcnow()
 
@@ -57,11 +56,8 @@ def refresh(
             typer.echo("no clinics are registered yet; nothing to compute")
             return
         for cid in ids:
-            row = db.get(Clinic, cid)
-            assert row is not None  # listed just above
-            views = report_store.standard_views(row, now)
-            typer.echo(f"{cid}: {len(views)} view(s)")
-            total += report_store.refresh(db, cid, views, now, progress=progress)
+            typer.echo(f"{cid}: {len(report_store.PERIODS)} view(s)")
+            total += report_store.refresh_standard_views(db, cid, now, progress=progress)
     typer.echo(
         f"stored {total.stored} of {total.views} view(s) for {len(ids)} clinic(s) in {total.seconds:.1f} s"
         + (f"; {total.failed} failed" if total.failed else "")

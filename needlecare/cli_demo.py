@@ -14,7 +14,6 @@ import typer
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from models import Clinic
 from models.base import utcnow
 from needlecare import db as database
 from needlecare import report_store
@@ -88,10 +87,7 @@ def demo(
 
 def _store_dashboard_figures(db: Session, clinic_id: str) -> str:
     """Precompute the dashboard's preset views of the demo clinic, so its first page shows figures at once."""
-    clinic = db.get(Clinic, clinic_id)
-    if clinic is None:  # pragma: no cover - run_demo creates the clinic
-        return "Dashboard figures not stored: the clinic is missing."
-    counts = report_store.refresh(db, clinic_id, report_store.standard_views(clinic, utcnow()), utcnow())
+    counts = report_store.refresh_standard_views(db, clinic_id, utcnow())
     return (
         f"Dashboard figures stored for {counts.stored} of {counts.views} preset view(s) in {counts.seconds:.1f} s"
         + (f" ({counts.failed} failed: `needlecare dashboard refresh` tries again)." if counts.failed else ".")

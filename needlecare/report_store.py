@@ -338,3 +338,14 @@ def refresh(
         if progress is not None:
             progress(view, ViewResult(seconds=elapsed, error=error))
     return RefreshCounts(views=len(views), stored=stored, failed=failed, seconds=total)
+
+
+def refresh_standard_views(
+    db: Session, clinic_id: str, now: datetime, progress: Progress | None = None
+) -> RefreshCounts:
+    """:func:`refresh` of the clinic's :func:`standard_views` (what the flow, the CLI and the demo store);
+    raises :class:`reports.UnknownClinic` for an unknown clinic."""
+    clinic = db.get(Clinic, clinic_id)
+    if clinic is None:
+        raise reports.UnknownClinic(clinic_id, reports.known_clinics(db))
+    return refresh(db, clinic_id, standard_views(clinic, now), now, progress)
