@@ -5,8 +5,8 @@
     .venv/bin/python -m bench.dashboard --patients 10000 --pg-temp          # + a throwaway PostgreSQL cluster
     .venv/bin/python -m bench.dashboard --patients 10000 --pg-url postgresql+psycopg://u:p@host/db
 
-Loading: ``needlecare.cohort.iter_patients`` (episodes spread over the last ``--span-days`` days, seed
-``--seed``) written by ``needlecare.demo.bulk_load`` into a SQLite file (``--sqlite``; reused when it already
+Loading: ``needlecare.demo.cohort.iter_patients`` (episodes spread over the last ``--span-days`` days, seed
+``--seed``) written by ``needlecare.demo.simulation.bulk_load`` into a SQLite file (``--sqlite``; reused when it already
 holds the cohort). A PostgreSQL database gets the same rows copied from that file with executemany (faster
 than generating the cohort twice) and is ANALYZEd, as autovacuum would; the SQLite file is not (the app never
 runs ANALYZE). The empty clinic (the baseline) and one staff user per clinic are added to each database.
@@ -26,7 +26,7 @@ during the timing. Per page:
   are still read live);
 - **baseline**: the same page on the empty clinic in the same process and database.
 
-Ratios are page / baseline. The outcome statements (``needlecare.outcomes``) and the non-responder statements
+Ratios are page / baseline. The outcome statements (``needlecare.outcomes.queries``) and the non-responder statements
 are also timed one by one, and their query plans (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE) are saved. Results are
 merged into ``bench/results/dashboard-<date>.json`` (one entry per database kind and cohort size).
 """
@@ -54,13 +54,16 @@ from sqlmodel import Session, SQLModel, col, select
 
 from models import Clinic, ClinicCreate, Patient, Practitioner, StaffUser
 from models.base import utcnow
-from needlecare import auth, nonresponders, outcomes, report_store
-from needlecare import db as database
-from needlecare.clinics import add_clinic
-from needlecare.cohort import iter_patients
-from needlecare.demo import bulk_load, ensure_clinic
-from needlecare.sample import DEMO_CLINIC_ID
-from needlecare.settings import Settings
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.demo.cohort import iter_patients
+from needlecare.demo.simulation import bulk_load, ensure_clinic
+from needlecare.intake.clinics import add_clinic
+from needlecare.intake.sample import DEMO_CLINIC_ID
+from needlecare.outcomes import nonresponders
+from needlecare.outcomes import queries as outcomes
+from needlecare.outcomes import store as report_store
+from needlecare.staff import auth
 from needlecare.web.app import create_app
 from needlecare.web.dashboard import WAIT_STATE, report_cache
 

@@ -28,12 +28,13 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from models import ClinicCreate, Contact, Notification
-from needlecare import db as database
-from needlecare import ingest, planning
-from needlecare.clinics import add_clinic
-from needlecare.mailcapture import start_capture
-from needlecare.outbox import run_pass
-from needlecare.settings import Settings
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import start_capture
+from needlecare.followup import planning
+from needlecare.followup.outbox import run_pass
+from needlecare.intake import ingest
+from needlecare.intake.clinics import add_clinic
 from tests.conftest import free_port
 from tests.factories import event_body
 
@@ -68,9 +69,11 @@ def _product(settings: Settings, as_of: datetime) -> tuple[float, dict[str, int]
 def _baseline(settings: Settings, as_of: datetime, sample: int, env: dict[str, str]) -> float:
     """Seconds per contact when each contact gets its own process (one pass limited to one contact)."""
     code = (
-        "import sys; from datetime import datetime; from sqlmodel import Session; from needlecare import db; "
-        "from needlecare.outbox import claim_due, deliver; from needlecare.dispatch import dispatch_due; "
-        "from needlecare.settings import get_settings; s = get_settings(); now = datetime.fromisoformat(sys.argv[1]); "
+        "import sys; from datetime import datetime; from sqlmodel import Session; from needlecare.core import db; "
+        "from needlecare.followup.outbox import claim_due, deliver; "
+        "from needlecare.followup.dispatch import dispatch_due; "
+        "from needlecare.core.settings import get_settings; s = get_settings(); "
+        "now = datetime.fromisoformat(sys.argv[1]); "
         "session = Session(db.get_engine(s.resolved_database_url)); "
         "dispatch_due(session, now=now, settings=s, limit=1); "
         "[deliver(session, i, now=now, settings=s) for i in claim_due(session, now=now, limit=10, lease_seconds=600)]"

@@ -41,12 +41,14 @@ import httpx
 import yaml
 
 from bench import NAIVE_DEPLOYMENT
-from needlecare import db as database
-from needlecare.devstack import (
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.core.signing import SIGNATURE_HEADER, sign
+from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.stack import (
     BIN,
     Child,
     child_env,
-    ensure_demo_clinic,
     flows_command,
     prefect_server_command,
     spawn,
@@ -54,10 +56,7 @@ from needlecare.devstack import (
     wait_http,
     web_command,
 )
-from needlecare.mailcapture import start_capture
-from needlecare.sample import sample_event
-from needlecare.settings import Settings
-from needlecare.signing import SIGNATURE_HEADER, sign
+from needlecare.intake.sample import ensure_demo_clinic, sample_event
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -146,7 +145,7 @@ def configure_environment(data_dir: Path) -> tuple[Settings, dict[str, str]]:
     ours = {
         "NEEDLECARE_ENV": "development",
         "NEEDLECARE_DATA_DIR": str(data_dir),
-        "NEEDLECARE_DATABASE_URL": f"sqlite:///{data_dir / 'needlecare.db'}",
+        "NEEDLECARE_DATABASE_URL": f"sqlite:///{data_dir / 'needlecare.core.db'}",
         "NEEDLECARE_PREFECT_API_URL": api_url,
         "NEEDLECARE_PREFECT_PORT": str(prefect_port),
         "NEEDLECARE_WEB_PORT": str(web_port),

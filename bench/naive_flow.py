@@ -14,14 +14,14 @@ from sqlmodel import Session, col
 
 from models import Notification, NotificationStatus, TreatmentSession
 from models.base import utcnow
-from needlecare import aftercare, outbox
+from needlecare.followup import aftercare, outbox
 
 try:  # the follow-up work moved planning (and the key) out of the outbox
-    from needlecare.planning import aftercare_key
+    from needlecare.followup.planning import aftercare_key
 except ImportError:  # pragma: no cover - the layout before it
-    from needlecare.outbox import aftercare_key  # type: ignore[attr-defined,no-redef]
-from needlecare.db import session_scope
-from needlecare.settings import get_settings
+    from needlecare.followup.outbox import aftercare_key  # type: ignore[attr-defined,no-redef]
+from needlecare.core.db import session_scope
+from needlecare.core.settings import get_settings
 
 S = NotificationStatus
 

@@ -6,20 +6,20 @@
     .venv/bin/python -m bench.reports --database-url postgresql+psycopg://u:p@host/db --patients 10000
 
 Database (not timed). ``--sqlite PATH`` measures that file, ``--database-url URL`` that database, neither a new
-SQLite file in a temp dir. The schema is brought to the newest migration first (``needlecare.db.upgrade``, as
+SQLite file in a temp dir. The schema is brought to the newest migration first (``needlecare.core.db.upgrade``, as
 the app and the CLI do) and compared with the models (Alembic's ``compare_metadata``): a difference in a table
 the benchmark reads stops it; one elsewhere (e.g. a newer table such as ``report_snapshot``, or a migration
 that does not apply) is printed and recorded, not fatal. The cohort is loaded only when ``--clinic`` holds no
-patient yet: ``needlecare.cohort.iter_patients(--patients, --seed)``, episodes starting over the ``--span-days``
-(330) days up to a week ago, as ``bench/dashboard.py`` loads it, written by ``needlecare.demo.bulk_load``. A
+patient yet: ``needlecare.demo.cohort.iter_patients(--patients, --seed)``, episodes starting over the ``--span-days``
+(330) days up to a week ago, as ``bench/dashboard.py`` loads it, written by ``needlecare.demo.simulation.bulk_load``. A
 database that already holds the clinic is used as it is (whatever its size; the counts are recorded).
 ``--pg-temp``: the SQLite file (loaded if needed) is copied into a throwaway PostgreSQL cluster (``tests/pg.py``;
 ``bench.dashboard.copy_database``: executemany, then ANALYZE) and PostgreSQL is measured.
 
 The two sides, each in its own ``Session``, over the whole clinic (no filters):
 
-* product — ``needlecare.reports.build_report(db, clinic, now=...)``, what the dashboard and the report CLI call:
-  the clinic's own report policy, ``compute_outcomes`` (six grouped statements) then ``trajectory`` with
+* product — ``needlecare.outcomes.reports.build_report(db, clinic, now=...)``, what the dashboard and the report
+  CLI call: the clinic's own report policy, ``compute_outcomes`` (six grouped statements) then ``trajectory`` with
   ``rates=step_rates(report)`` (one statement); Python only finishes the aggregates;
 * baseline — the straightforward way: every contact and answer row of the clinic into Python, then the core
   figures (per injury × step: contacts due and answered; paired pain change n, mean, SD, quartiles,
@@ -65,19 +65,19 @@ from sqlmodel import Session, SQLModel, col, func, select
 
 from models import Contact, Episode, Patient, SurveyResponse, TreatmentSession
 from models.base import utcnow
-from needlecare import db as database
-from needlecare.cohort import iter_patients
-from needlecare.demo import bulk_load
-from needlecare.reports import ReportData, build_report
-from needlecare.settings import Settings
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.demo.cohort import iter_patients
+from needlecare.demo.simulation import bulk_load
+from needlecare.outcomes.reports import ReportData, build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 CLINIC = "bench-clinic"
 DUE = ("sent", "answered", "expired")
 SIDES = ("product", "baseline")
-PRODUCT_CALL = "needlecare.reports.build_report(db, clinic, now=utcnow())"
-# Tables read by build_report (needlecare.outcomes), by the baseline and by the row counts below.
+PRODUCT_CALL = "needlecare.outcomes.reports.build_report(db, clinic, now=utcnow())"
+# Tables read by build_report (needlecare.outcomes.queries), by the baseline and by the row counts below.
 READS = frozenset(
     {
         "clinic",

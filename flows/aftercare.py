@@ -1,4 +1,4 @@
-"""Aftercare flows: thin orchestration over needlecare.outbox.
+"""Aftercare flows: thin orchestration over needlecare.followup.outbox.
 
 ``aftercare`` is started by the session-completed event; ``dispatch`` runs on a short
 schedule: it sends follow-ups that fall due and finds work whose event was lost. Both drain
@@ -13,9 +13,9 @@ from prefect import flow, get_run_logger, task
 
 from flows.escalation import send_alerts
 from models.base import utcnow
-from needlecare.db import session_scope
-from needlecare.outbox import PassResult, run_pass
-from needlecare.settings import get_settings
+from needlecare.core.db import session_scope
+from needlecare.core.settings import get_settings
+from needlecare.followup.outbox import PassResult, run_pass
 
 
 @task(name="drain-outbox", retries=2, retry_delay_seconds=[2, 10])

@@ -1,4 +1,4 @@
-"""Escalation flow: thin orchestration over needlecare.escalation and needlecare.alerts.
+"""Escalation flow: thin orchestration over needlecare.safety.escalation and needlecare.safety.alerts.
 
 The answer, its evaluation, its case and its alert row were stored together by the request that took the
 answer; ``escalation`` (started by ``needlecare.survey.answered``) sends the queued alerts at once, and the
@@ -12,9 +12,9 @@ from dataclasses import asdict
 from prefect import flow, get_run_logger, task
 
 from models.base import utcnow
-from needlecare import alerts, escalation
-from needlecare.db import session_scope
-from needlecare.settings import get_settings
+from needlecare.core.db import session_scope
+from needlecare.core.settings import get_settings
+from needlecare.safety import alerts, escalation
 
 
 def escalation_pass() -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Nightly outcome reports: thin orchestration over needlecare.reports.
+"""Nightly outcome reports: thin orchestration over needlecare.outcomes.reports.
 
 ``compile_outcome_reports`` (deployment ``nightly-outcome-reports``, cron ``30 2 * * *`` UTC in
 deploy/prefect.yaml) writes, for every clinic or for the one asked, the dated snapshot
@@ -6,7 +6,7 @@ deploy/prefect.yaml) writes, for every clinic or for the one asked, the dated sn
 without it the PDF is skipped with a warning and the other formats are still written. One clinic's failure
 does not stop the others; the run fails at the end if any clinic failed. Parameters, run names and logs carry
 IDs and counts only (the figures stay in the files). The all-time report it computes is also stored as the
-dashboard's all-time snapshot (``needlecare.report_store``).
+dashboard's all-time snapshot (``needlecare.outcomes.store``).
 
 ``refresh_dashboard_figures`` (deployment ``refresh-dashboard-figures``, every 15 minutes) precomputes the
 dashboard's standard views (every preset period, all injuries and practitioners) of every clinic, or of the one
@@ -25,9 +25,10 @@ from prefect.exceptions import MissingContextError
 from sqlmodel import Session
 
 from models.base import utcnow
-from needlecare import report_store, reports
-from needlecare.db import session_scope
-from needlecare.settings import get_settings
+from needlecare.core.db import session_scope
+from needlecare.core.settings import get_settings
+from needlecare.outcomes import reports
+from needlecare.outcomes import store as report_store
 
 FALLBACK_LOGGER = logging.getLogger("needlecare.flows.reports")
 PRUNE_DAYS = 2

@@ -10,7 +10,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
 from prefect.schedules import Cron, Interval, Schedule
 
-from needlecare.settings import get_settings
+from needlecare.core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "deploy" / "prefect.yaml"

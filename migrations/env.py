@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (needlecare.db.upgrade) or from settings."""
+"""Alembic environment: the URL comes from the caller (needlecare.core.db.upgrade) or from settings."""
 
 from alembic import context
 from sqlmodel import SQLModel
 
 import models  # noqa: F401 - registers every table on SQLModel.metadata
-from needlecare.db import get_engine
-from needlecare.settings import get_settings
+from needlecare.core.db import get_engine
+from needlecare.core.settings import get_settings
 
 config = context.config
 url = config.attributes.get("url") or get_settings().resolved_database_url

@@ -2,7 +2,7 @@
 
 The contract (``SessionCompleted``) is what clinics code against: fields may be added, never
 removed or narrowed. Structural checks live here; checks against clinical data (known injury,
-allowed regions and ROM measures) are made by ``needlecare.ingest`` from the catalogue.
+allowed regions and ROM measures) are made by ``needlecare.intake.ingest`` from the catalogue.
 """
 
 import re

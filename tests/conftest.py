@@ -8,10 +8,10 @@ import pytest
 from sqlmodel import Session
 
 from models import Clinic, ClinicCreate
-from needlecare import db as database
-from needlecare import events
-from needlecare.clinics import add_clinic
-from needlecare.settings import Settings
+from needlecare.core import db as database
+from needlecare.core import events
+from needlecare.core.settings import Settings
+from needlecare.intake.clinics import add_clinic
 from tests.pg import PgCluster, start_cluster
 
 DB_KINDS = ["sqlite", "postgresql"]

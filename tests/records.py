@@ -7,10 +7,10 @@ from sqlmodel import Session
 
 from models import Contact, Episode, TreatmentSession
 from models.base import utcnow
-from needlecare import ingest
-from needlecare.protocols import get_protocol
-from needlecare.settings import Settings
-from needlecare.tokens import make_token
+from needlecare.core.settings import Settings
+from needlecare.core.tokens import make_token
+from needlecare.followup.protocols import get_protocol
+from needlecare.intake import ingest
 from tests.factories import event_body
 
 

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from models import AuditEvent, Clinic, ClinicCreate, Practitioner, StaffUser, WebSession
 from models.base import utcnow
-from needlecare import auth
-from needlecare import db as database
-from needlecare.cli import app as cli_app
-from needlecare.clinics import add_clinic
-from needlecare.settings import get_settings
+from needlecare.cli.main import app as cli_app
+from needlecare.core import db as database
+from needlecare.core.settings import get_settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.staff import auth
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "dana@riverside.example"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from needlecare.catalogue import DEFAULT_PATH, CatalogueError, get_catalogue, load_catalogue
+from needlecare.core.catalogue import DEFAULT_PATH, CatalogueError, get_catalogue, load_catalogue
 
 DOMAIN_SLUGS = {
     "achilles_tendinopathy",

@@ -1,4 +1,4 @@
-"""needlecare.charts: accessible, deterministic, self-contained SVG that never shows a suppressed value."""
+"""needlecare.outcomes.charts: accessible, deterministic, self-contained SVG that never shows a suppressed value."""
 
 import re
 import sys
@@ -8,10 +8,11 @@ import xml.etree.ElementTree as ET
 import matplotlib
 import pytest
 
-from needlecare import charts, stats
-from needlecare.charts import ResponderBar, responder_bars_svg, step_label, trajectory_svg
-from needlecare.outcomes import TrajectoryPoint
-from needlecare.suppression import ReportPolicy, count_figure, share_figure, statistic_figure
+from needlecare.outcomes import charts, stats
+from needlecare.outcomes.charts import ResponderBar, responder_bars_svg, step_label, trajectory_svg
+from needlecare.outcomes.queries import TrajectoryPoint
+from needlecare.outcomes.suppression import count_figure, share_figure, statistic_figure
+from needlecare.safety.clinic_config import ReportPolicy
 
 POLICY = ReportPolicy()
 SVG = "{http://www.w3.org/2000/svg}"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from needlecare import events
-from needlecare.cli import app
-from needlecare.settings import get_settings
+from needlecare.cli.main import app
+from needlecare.core import events
+from needlecare.core.settings import get_settings
 from tests.factories import event_body
 
 runner = CliRunner()
@@ -71,7 +71,7 @@ def test_session_complete_explains_what_is_wrong(env: Path) -> None:
 
 
 def test_sample_is_a_valid_event(env: Path) -> None:
-    from needlecare import ingest
+    from needlecare.intake import ingest
 
     result = runner.invoke(app, ["session", "sample"])
     assert result.exit_code == 0

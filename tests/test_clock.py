@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from needlecare import clock
+from needlecare.core import clock
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ from itertools import pairwise
 import pytest
 
 from models.base import utcnow
-from needlecare import ingest
-from needlecare.answers import BREATHING, BSI_ONLY, validate_answers
-from needlecare.catalogue import get_catalogue
-from needlecare.cohort import Cohort, generate_cohort, iter_patients
-from needlecare.demo import session_event
-from needlecare.protocols import get_protocol
+from needlecare.core.catalogue import get_catalogue
+from needlecare.demo.cohort import Cohort, generate_cohort, iter_patients
+from needlecare.demo.simulation import session_event
+from needlecare.followup.protocols import get_protocol
+from needlecare.followup.questions import BREATHING, BSI_ONLY, validate_answers
+from needlecare.intake import ingest
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

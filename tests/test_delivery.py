@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from needlecare.delivery import Attachment, TransientDeliveryError, email_url, send_email
-from needlecare.mailcapture import _Handler, list_mail
-from needlecare.rendering import RenderedEmail
+from needlecare.core.rendering import RenderedEmail
+from needlecare.dev.mailcapture import _Handler, list_mail
+from needlecare.followup.delivery import Attachment, TransientDeliveryError, email_url, send_email
 from tests.conftest import free_port
 
 EMAIL = RenderedEmail("Hello", "Text part with https://example.org/link", "<p>HTML <a href='https://x'>x</a></p>")

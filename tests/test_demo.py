@@ -24,13 +24,13 @@ from models import (
     TreatmentSession,
 )
 from models.base import utcnow
-from needlecare import clock, events
-from needlecare import db as database
-from needlecare.cli import app
-from needlecare.cohort import Cohort, PlannedAnswer, generate_cohort
-from needlecare.demo import DemoRefused, bulk_load, run_demo
-from needlecare.protocols import get_protocol
-from needlecare.settings import Settings, get_settings
+from needlecare.cli.main import app
+from needlecare.core import clock, events
+from needlecare.core import db as database
+from needlecare.core.settings import Settings, get_settings
+from needlecare.demo.cohort import Cohort, PlannedAnswer, generate_cohort
+from needlecare.demo.simulation import DemoRefused, bulk_load, run_demo
+from needlecare.followup.protocols import get_protocol
 
 CLINIC = "demo-clinic"
 

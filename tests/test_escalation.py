@@ -21,14 +21,14 @@ from models import (
     StaffUser,
 )
 from models.base import utcnow
-from needlecare import alerts, escalation
-from needlecare.answers import SurveyAnswers
-from needlecare.auth import create_user
-from needlecare.clinic_config import parse_config, to_stored
-from needlecare.events import AppEvent
-from needlecare.mailcapture import list_mail, start_capture
-from needlecare.settings import Settings
-from needlecare.surveys import record_answer
+from needlecare.core.events import AppEvent
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import list_mail, start_capture
+from needlecare.followup.questions import SurveyAnswers
+from needlecare.safety import alerts, escalation
+from needlecare.safety.clinic_config import parse_config, to_stored
+from needlecare.staff.auth import create_user
+from needlecare.surveys.responses import record_answer
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE
 from tests.records import make_contact, make_session
 from tests.webhook import Webhook, webhook
@@ -249,7 +249,7 @@ def test_a_backup_alert_queued_but_unsent_is_skipped_once_acknowledged(
 
 def test_a_user_of_another_clinic_cannot_act_on_a_case(db: Session, clinic: Clinic) -> None:
     from models import ClinicCreate
-    from needlecare.clinics import add_clinic
+    from needlecare.intake.clinics import add_clinic
 
     add_clinic(db, ClinicCreate(id="hillside", name="Hillside", email="h@hillside.example"), actor="test")
     other = create_user(db, "hillside", "lee@hillside.example", "Lee", "correct horse battery staple")

@@ -18,15 +18,17 @@ from typer.testing import CliRunner
 
 from models import Clinic, ClinicCreate, Contact, Episode, SurveyResponse, TreatmentSession
 from models.base import utcnow
-from needlecare import fhir, ingest, planning
-from needlecare.answers import validate_answers
-from needlecare.catalogue import get_catalogue
-from needlecare.cli import app
-from needlecare.clinics import add_clinic
-from needlecare.protocols import QUESTION_IDS, get_protocol, get_protocols
-from needlecare.settings import get_settings
-from needlecare.surveys import load_contact, record_answer
-from needlecare.tokens import TokenClaims
+from needlecare.cli.main import app
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.settings import get_settings
+from needlecare.core.tokens import TokenClaims
+from needlecare.followup import planning
+from needlecare.followup.protocols import QUESTION_IDS, get_protocol, get_protocols
+from needlecare.followup.questions import validate_answers
+from needlecare.intake import ingest
+from needlecare.intake.clinics import add_clinic
+from needlecare.outcomes import fhir
+from needlecare.surveys.responses import load_contact, record_answer
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
 
 runner = CliRunner()

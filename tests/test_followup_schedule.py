@@ -12,11 +12,13 @@ import pytest
 from sqlmodel import Session, col, select
 
 from models import Clinic, Contact, Notification, Patient
-from needlecare import clock, ingest, outbox
-from needlecare.catalogue import get_catalogue
-from needlecare.mailcapture import list_mail, start_capture
-from needlecare.protocols import Protocol, get_protocol
-from needlecare.settings import Settings
+from needlecare.core import clock
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import list_mail, start_capture
+from needlecare.followup import outbox
+from needlecare.followup.protocols import Protocol, get_protocol
+from needlecare.intake import ingest
 from tests.factories import event_body
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday; DST changes in the run are part of the test

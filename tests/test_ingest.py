@@ -6,8 +6,9 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Clinic, Patient, Practitioner, TreatmentSession
 from models.base import utcnow
-from needlecare import db as database
-from needlecare import events, ingest
+from needlecare.core import db as database
+from needlecare.core import events
+from needlecare.intake import ingest
 from tests.factories import event_body
 
 

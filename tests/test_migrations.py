@@ -5,7 +5,7 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import models  # noqa: F401 - registers every table
-from needlecare import db as database
+from needlecare.core import db as database
 
 
 def test_the_migrated_schema_matches_the_models(db_url: str) -> None:

@@ -12,10 +12,12 @@ from sqlmodel import Session, select
 
 from models import Clinic, Notification, TreatmentSession
 from models.base import utcnow
-from needlecare import clock, ingest, outbox, planning
-from needlecare import db as database
-from needlecare.mailcapture import list_mail, start_capture
-from needlecare.settings import Settings
+from needlecare.core import clock
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import list_mail, start_capture
+from needlecare.followup import outbox, planning
+from needlecare.intake import ingest
 from tests.factories import PATIENT_EMAIL, event_body
 
 

@@ -11,9 +11,11 @@ from sqlalchemy import event
 from sqlmodel import Session
 
 from models import Clinic
-from needlecare import outcomes, stats
-from needlecare.outcomes import OutcomeReport, StepRow
-from needlecare.suppression import Reason, ReportPolicy
+from needlecare.outcomes import queries as outcomes
+from needlecare.outcomes import stats
+from needlecare.outcomes.queries import OutcomeReport, StepRow
+from needlecare.outcomes.suppression import Reason
+from needlecare.safety.clinic_config import ReportPolicy
 from tests.outcome_rows import T0, OutcomeRows
 
 POLICY = ReportPolicy()

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from needlecare import protocols as protocols_module
-from needlecare.catalogue import get_catalogue
-from needlecare.cli_protocols import protocols_app
-from needlecare.protocols import (
+from needlecare.cli.protocols import protocols_app
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.settings import get_settings
+from needlecare.followup import protocols as protocols_module
+from needlecare.followup.protocols import (
     PROTOCOLS_DIR,
     QUESTION_IDS,
     Protocol,
@@ -19,7 +20,6 @@ from needlecare.protocols import (
     get_protocols,
     load_protocols,
 )
-from needlecare.settings import get_settings
 
 runner = CliRunner()
 ANKLE_CALF = {"achilles_tendinopathy", "plantar_fasciitis", "mtss", "calf_strain"}

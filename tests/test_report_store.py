@@ -1,4 +1,4 @@
-"""Stored reports (needlecare.report_store) on SQLite and PostgreSQL: an exact JSON round trip that keeps every
+"""Stored reports (needlecare.outcomes.store) on SQLite and PostgreSQL: an exact JSON round trip that keeps every
 Figure's raw n (which the exports never print), upsert, prune, the canonical view keys and standard views, the
 precomputing flow, the nightly flow's all-time snapshot and the deployment that runs the flow."""
 
@@ -18,11 +18,12 @@ from sqlmodel import Session, select
 
 from models import Clinic, ClinicCreate, ReportSnapshot
 from models.base import utcnow
-from needlecare import report_store, reports
-from needlecare.clinics import add_clinic
-from needlecare.periods import PERIODS
-from needlecare.settings import get_settings
-from needlecare.suppression import Figure
+from needlecare.core.settings import get_settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.outcomes import reports
+from needlecare.outcomes import store as report_store
+from needlecare.outcomes.periods import PERIODS
+from needlecare.outcomes.suppression import Figure
 from needlecare.web.dashboard import read_filters
 from tests.test_reports import NOW, seed
 
@@ -116,7 +117,7 @@ def test_a_stored_snapshot_that_does_not_decode_reads_as_missing(
     text = report_store.encode(data).replace('"format":1', '"format":99')
     db.add(ReportSnapshot(clinic_id=clinic.id, view_key=ALL_TIME, computed_at=NOW, seconds=1.0, data=text))
     db.commit()
-    with caplog.at_level(logging.WARNING, logger="needlecare.report_store"):
+    with caplog.at_level(logging.WARNING, logger="needlecare.outcomes.store"):
         assert report_store.get(db, clinic.id, ALL_TIME) is None
     (record,) = caplog.records
     assert record.getMessage() == (
@@ -257,7 +258,7 @@ def test_new_reporting_rules_clear_the_clinics_stored_figures(
 ) -> None:
     from typer.testing import CliRunner
 
-    from needlecare.cli import app
+    from needlecare.cli.main import app
 
     add_clinic(db, ClinicCreate(id="hillside", name="Hillside", email="h@hillside.example"), actor="test")
     report_store.put(db, clinic.id, ALL_TIME, data, 1.0)

@@ -24,13 +24,12 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from models import Clinic, ClinicCreate
-from needlecare import db as database
-from needlecare import reports
-from needlecare.cli import app
-from needlecare.clinic_config import ClinicConfig, to_stored
-from needlecare.clinics import add_clinic
-from needlecare.settings import get_settings
-from needlecare.suppression import ReportPolicy
+from needlecare.cli.main import app
+from needlecare.core import db as database
+from needlecare.core.settings import get_settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.outcomes import reports
+from needlecare.safety.clinic_config import ClinicConfig, ReportPolicy, to_stored
 from tests.conftest import DB_KINDS
 from tests.outcome_rows import T0, OutcomeRows
 from tests.pg import PgCluster

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from needlecare.answers import BSI_ONLY, REDFLAGS, SurveyAnswers
-from needlecare.rules import (
+from needlecare.followup.questions import BSI_ONLY, REDFLAGS, SurveyAnswers
+from needlecare.safety.rules import (
     DEFAULT_PATH,
     EvaluationInput,
     RulesError,

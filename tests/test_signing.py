@@ -1,4 +1,4 @@
-from needlecare.signing import new_webhook_secret, sign, verify
+from needlecare.core.signing import new_webhook_secret, sign, verify
 
 
 def test_signature_round_trip() -> None:

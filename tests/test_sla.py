@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from needlecare import sla
-from needlecare.clinic_config import ClinicConfig, ClinicConfigError, OpeningHours, load_config_file, parse_config
+from needlecare.safety import sla
+from needlecare.safety.clinic_config import (
+    ClinicConfig,
+    ClinicConfigError,
+    OpeningHours,
+    load_config_file,
+    parse_config,
+)
 
 NY = "America/New_York"
 WEEKDAYS = OpeningHours()

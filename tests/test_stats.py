@@ -1,4 +1,4 @@
-"""needlecare.stats against numpy/scipy on the same values (to 1e-9)."""
+"""needlecare.outcomes.stats against numpy/scipy on the same values (to 1e-9)."""
 
 from typing import Any
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from needlecare import stats
+from needlecare.outcomes import stats
 
 
 def approx(value: Any) -> Any:

@@ -6,9 +6,8 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats as sps
 
-from needlecare.suppression import (
+from needlecare.outcomes.suppression import (
     Reason,
-    ReportPolicy,
     complement_share,
     count_figure,
     rate_figure,
@@ -16,6 +15,7 @@ from needlecare.suppression import (
     statistic_figure,
     suppress_partition,
 )
+from needlecare.safety.clinic_config import ReportPolicy
 
 POLICY = ReportPolicy()
 

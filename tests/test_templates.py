@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from needlecare.catalogue import get_catalogue
-from needlecare.rendering import render_email
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.rendering import render_email
 
 CATALOGUE = get_catalogue()
 

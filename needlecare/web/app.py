@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from needlecare.settings import Settings, get_settings
+from needlecare.core.settings import Settings, get_settings
 from needlecare.web import auth, cases, dashboard, ingress, logfilter, outbox, pages, surveys, unsubscribe
 
 log = logging.getLogger("needlecare.web")

@@ -42,8 +42,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import StaffUser
 from models.base import utcnow
-from needlecare import auth
-from needlecare.settings import Settings
+from needlecare.core.settings import Settings
+from needlecare.staff import auth
 from needlecare.web.deps import DbDep, SettingsDep
 from needlecare.web.templating import templates
 

@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from models import Clinic
 from models.base import utcnow
-from needlecare import casebook, clock, escalation
-from needlecare.answers import BRUISE_OPTIONS, GROC_LABELS, REDFLAGS
+from needlecare.core import clock
+from needlecare.followup.questions import BRUISE_OPTIONS, GROC_LABELS, REDFLAGS
+from needlecare.safety import casebook, escalation
 from needlecare.web.auth import CsrfChecked, CurrentUser
 from needlecare.web.deps import DbDep
 from needlecare.web.templating import templates

@@ -9,7 +9,7 @@ Routes (all GET, filters as query parameters, a plain form, no script):
 - ``/dashboard/injury/{slug}``: the trajectory chart (inline SVG) and the per-time-point table of one injury,
   plus its adverse events, escalations and time to recovery.
 - ``/dashboard/nonresponders``: sent follow-ups without an answer, newest first, 50 a page.
-- ``/dashboard/export.csv`` and ``/dashboard/export.pdf``: ``needlecare.reports`` for the same filters, as an
+- ``/dashboard/export.csv`` and ``/dashboard/export.pdf``: ``needlecare.outcomes.reports`` for the same filters, as an
   attachment named ``needlecare-<clinic>-outcomes[-<injury>]-<YYYY-MM-DD>.<ext>``.
 
 Filters: ``injury`` (a catalogue slug), ``practitioner`` (the id of one of the clinic's practitioners),
@@ -17,9 +17,9 @@ Filters: ``injury`` (a catalogue slug), ``practitioner`` (the id of one of the c
 inclusive, in the clinic's time zone) and ``step`` (the overview's time point). A value that is not allowed gets
 a 422 page listing the allowed values. The period selects episodes by their start, like every outcome figure.
 
-Figures come from :func:`needlecare.reports.build_report` (suppressed per the report policy), which reads every
+Figures come from :func:`needlecare.outcomes.reports.build_report` (suppressed per the report policy), which reads every
 answer of the clinic (seconds at 10k patients, tens of seconds at 100k), so pages never compute them in the
-request: they read a stored snapshot (table ``report_snapshot``, :mod:`needlecare.report_store`) for the filters,
+request: they read a stored snapshot (table ``report_snapshot``, :mod:`needlecare.outcomes.store`) for the filters,
 the exact injury's first and then the all-injuries one (an injury's figures do not depend on the others). The
 ``refresh-dashboard-figures`` flow precomputes every preset period for all injuries and practitioners; other
 filter sets are stored the first time they are asked for. A process keeps the newest decoded snapshots
@@ -57,15 +57,18 @@ from sqlmodel import Session, col, select
 
 from models import Clinic, Practitioner, StaffUser
 from models.base import utcnow
-from needlecare import casebook, clock, report_store, reports
-from needlecare.catalogue import get_catalogue
-from needlecare.db import get_engine
-from needlecare.nonresponders import DEFAULT_EXPIRED_DAYS, list_nonresponders
-from needlecare.outcomes import ADVERSE_KINDS, STEP_ORDER, AdverseRow, RecoveryRow, StepRow, TrajectoryPoint
-from needlecare.periods import PERIODS, local_midnight, preset_since
-from needlecare.protocols import get_protocols
-from needlecare.reports import ReportData
-from needlecare.suppression import Figure, Reason
+from needlecare.core import clock
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.db import get_engine
+from needlecare.followup.protocols import get_protocols
+from needlecare.outcomes import reports
+from needlecare.outcomes import store as report_store
+from needlecare.outcomes.nonresponders import DEFAULT_EXPIRED_DAYS, list_nonresponders
+from needlecare.outcomes.periods import PERIODS, local_midnight, preset_since
+from needlecare.outcomes.queries import ADVERSE_KINDS, STEP_ORDER, AdverseRow, RecoveryRow, StepRow, TrajectoryPoint
+from needlecare.outcomes.reports import ReportData
+from needlecare.outcomes.suppression import Figure, Reason
+from needlecare.safety import casebook
 from needlecare.web.auth import CurrentUser
 from needlecare.web.deps import DbDep, SettingsDep
 from needlecare.web.templating import templates
@@ -493,7 +496,7 @@ def warm_up() -> threading.Thread:
     """Import the chart module (matplotlib: about a second here) in a background thread at start-up, so the first
     chart a process draws does not wait for the import."""
     thread = threading.Thread(
-        target=importlib.import_module, args=("needlecare.charts",), name="dashboard-warm-up", daemon=True
+        target=importlib.import_module, args=("needlecare.outcomes.charts",), name="dashboard-warm-up", daemon=True
     )
     thread.start()
     return thread
@@ -505,7 +508,7 @@ def _trajectory_chart(entry: _Entry, injury: str) -> Markup | None:
         return None
     svg = entry.charts.get(injury)
     if svg is None:
-        from needlecare.charts import trajectory_svg  # imports matplotlib: only when a chart is drawn
+        from needlecare.outcomes.charts import trajectory_svg  # imports matplotlib: only when a chart is drawn
 
         svg = trajectory_svg(guarded_trajectory(entry.data), injury, injury_name=_injury_name(injury))
         entry.charts[injury] = svg
@@ -799,7 +802,7 @@ def _attachment(content: bytes, media_type: str, filename: str) -> Response:
 
 @router.get("/dashboard/export.csv")
 def export_csv(request: Request, user: CurrentUser, db: DbDep, settings: SettingsDep) -> Response:
-    """The report's figures for these filters as tidy CSV (``needlecare.reports.render_csv``)."""
+    """The report's figures for these filters as tidy CSV (``needlecare.outcomes.reports.render_csv``)."""
     page = _page(request, db, user)
     if isinstance(page, Response):
         return page

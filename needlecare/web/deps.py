@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from needlecare.db import get_engine
-from needlecare.settings import Settings
+from needlecare.core.db import get_engine
+from needlecare.core.settings import Settings
 
 
 def get_app_settings(request: Request) -> Settings:

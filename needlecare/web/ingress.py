@@ -8,11 +8,11 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from models import SessionPublic
-from needlecare import ingest
-from needlecare.clinics import webhook_secret
-from needlecare.db import get_engine
-from needlecare.settings import Settings
-from needlecare.signing import SIGNATURE_HEADER, verify
+from needlecare.core.db import get_engine
+from needlecare.core.settings import Settings
+from needlecare.core.signing import SIGNATURE_HEADER, verify
+from needlecare.intake import ingest
+from needlecare.intake.clinics import webhook_secret
 from needlecare.web.deps import SettingsDep
 
 router = APIRouter(prefix="/api/v1/events", tags=["ingress"])

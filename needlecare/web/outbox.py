@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from needlecare.mailcapture import list_mail, read_mail
+from needlecare.dev.mailcapture import list_mail, read_mail
 from needlecare.web.deps import SettingsDep
 from needlecare.web.templating import templates
 

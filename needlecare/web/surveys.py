@@ -1,10 +1,9 @@
 """Survey links: the form (GET/POST /s/{token}) and the JSON answers API for apps and SMS gateways.
 
-Both validate with ``needlecare.answers``, store through ``needlecare.surveys`` and show the advice of
-the escalation rules (``needlecare.advice``) in the same response (domain.md §6). A ticked red flag shows
-its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for unusable links
-say nothing about the patient, the clinic or the check.
-"""
+Both validate with ``needlecare.followup.questions``, store through ``needlecare.surveys.responses`` and show the
+advice of the escalation rules (``needlecare.safety.advice``) in the same response (domain.md §6). A ticked red flag
+shows its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for
+unusable links say nothing about the patient, the clinic or the check."""
 
 import json
 from dataclasses import dataclass
@@ -21,9 +20,11 @@ from sqlmodel import Session
 
 from models import Clinic
 from models.base import utcnow
-from needlecare import escalation, sla
-from needlecare.advice import Advice, advice_from
-from needlecare.answers import (
+from needlecare.core.db import get_engine
+from needlecare.core.rendering import TEMPLATES_DIR
+from needlecare.core.settings import Settings
+from needlecare.core.tokens import TokenExpired, TokenInvalid, read_token
+from needlecare.followup.questions import (
     BRUISE_OPTIONS,
     GROC_LABELS,
     NONE_OF_THESE,
@@ -34,12 +35,11 @@ from needlecare.answers import (
     redflag_options,
     validate_answers,
 )
-from needlecare.clinic_config import config_of
-from needlecare.db import get_engine
-from needlecare.rendering import TEMPLATES_DIR
-from needlecare.rules import EvaluationInput, evaluate, get_rules
-from needlecare.settings import Settings
-from needlecare.surveys import (
+from needlecare.safety import escalation, sla
+from needlecare.safety.advice import Advice, advice_from
+from needlecare.safety.clinic_config import config_of
+from needlecare.safety.rules import EvaluationInput, evaluate, get_rules
+from needlecare.surveys.responses import (
     Channel,
     Reason,
     SurveyContext,
@@ -48,7 +48,6 @@ from needlecare.surveys import (
     record_answer,
     survey_context,
 )
-from needlecare.tokens import TokenExpired, TokenInvalid, read_token
 from needlecare.web.deps import DbDep, SettingsDep
 
 router = APIRouter(tags=["surveys"])

@@ -3,7 +3,7 @@
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from needlecare.rendering import TEMPLATES_DIR
+from needlecare.core.rendering import TEMPLATES_DIR
 
 # Starlette's default only escapes *.html/*.htm/*.xml; our pages are *.html.j2.
 templates = Jinja2Templates(

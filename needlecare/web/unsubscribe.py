@@ -6,7 +6,7 @@ from fastapi.responses import HTMLResponse
 
 from models import AuditEvent, Patient
 from models.base import utcnow
-from needlecare.unsubscribe import BadUnsubscribeToken, read_unsubscribe_token
+from needlecare.followup.unsubscribe import BadUnsubscribeToken, read_unsubscribe_token
 from needlecare.web.deps import DbDep, SettingsDep
 from needlecare.web.templating import templates
 

@@ -12,8 +12,8 @@ import httpx
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright
 
-from needlecare.mailcapture import CapturedMail, list_mail
-from needlecare.settings import Settings
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import CapturedMail, list_mail
 from needlecare.web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"

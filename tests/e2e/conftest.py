@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import Session
 
 from models import ClinicCreate
-from needlecare import db as database
-from needlecare.clinics import add_clinic
-from needlecare.devstack import flows_command, spawn, wait_http, web_command
-from needlecare.mailcapture import start_capture
+from needlecare.core import db as database
+from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.stack import flows_command, spawn, wait_http, web_command
+from needlecare.intake.clinics import add_clinic
 from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
 from tests.e2e.stack import PrefectServer, Stack, base_env
 from tests.pg import PgCluster

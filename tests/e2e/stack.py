@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
-from needlecare.devstack import Child, prefect_server_command, stop_all, wait_http
-from needlecare.mailcapture import CapturedMail, list_mail
+from needlecare.dev.mailcapture import CapturedMail, list_mail
+from needlecare.dev.stack import Child, prefect_server_command, stop_all, wait_http
 
 BIN = Path(sys.executable).parent
 

@@ -19,10 +19,12 @@ from sqlmodel import Session
 
 from models import Clinic, ClinicCreate
 from models.base import utcnow
-from needlecare import auth, report_store, reports
-from needlecare import db as database
-from needlecare.clinics import add_clinic
-from needlecare.settings import Settings
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.outcomes import reports
+from needlecare.outcomes import store as report_store
+from needlecare.staff import auth
 from tests.conftest import free_port
 from tests.e2e.browser import PHONE, launch_chromium, screenshot, serve_app
 from tests.web.test_dashboard import ACHILLES, EMAIL, PASSWORD, PFPS, Cohort, build

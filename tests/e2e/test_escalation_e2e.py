@@ -19,11 +19,11 @@ from sqlmodel import Session, select
 
 from models import Clinic, EscalationCase
 from models.base import utcnow
-from needlecare import auth
-from needlecare import db as database
-from needlecare.advice import EMERGENCY_TITLE
-from needlecare.clinic_config import parse_config, to_stored
-from needlecare.signing import sign
+from needlecare.core import db as database
+from needlecare.core.signing import sign
+from needlecare.safety.advice import EMERGENCY_TITLE
+from needlecare.safety.clinic_config import parse_config, to_stored
+from needlecare.staff import auth
 from tests.conftest import CLINIC_SECRET
 from tests.e2e.browser import PHONE, launch_chromium, screenshot, survey_link
 from tests.e2e.stack import Stack
@@ -162,7 +162,7 @@ def test_red_flag_to_alert_to_case_to_re_alert(routed: Stack, hook: Webhook) -> 
     before = len(hook.posts)
     env = {**stack.env}
     run = subprocess.run(
-        [sys.executable, "-m", "needlecare.cli", "dispatch", "--as-of", "+3d"],
+        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+3d"],
         env=env,
         capture_output=True,
         text=True,
@@ -174,7 +174,7 @@ def test_red_flag_to_alert_to_case_to_re_alert(routed: Stack, hook: Webhook) -> 
     overdue = [post for post in hook.posts[before:] if "OVERDUE" in post["body"]["title"]]
     assert len(overdue) == 1 and f"case #{case_a.id}" in overdue[0]["body"]["title"]
     again = subprocess.run(
-        [sys.executable, "-m", "needlecare.cli", "dispatch", "--as-of", "+4d"],
+        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+4d"],
         env=env,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from needlecare.devstack import port_free
+from needlecare.dev.stack import port_free
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e

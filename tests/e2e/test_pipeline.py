@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import Session, select
 
 from models import Notification, TreatmentSession
-from needlecare import db as database
-from needlecare import ingest
-from needlecare.signing import sign
+from needlecare.core import db as database
+from needlecare.core.signing import sign
+from needlecare.intake import ingest
 from tests.conftest import CLINIC_SECRET
 from tests.e2e.stack import PrefectServer, Stack
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body

@@ -20,15 +20,15 @@ from sqlmodel import Session, select
 
 from models import ClinicCreate, Contact, ContactStatus, SurveyResponse
 from models.base import utcnow
-from needlecare import db as database
-from needlecare import ingest
-from needlecare.advice import EMERGENCY_TITLE
-from needlecare.answers import GROC_LABELS
-from needlecare.clinics import add_clinic
-from needlecare.mailcapture import start_capture
-from needlecare.outbox import run_pass
-from needlecare.settings import Settings
-from needlecare.tokens import make_token
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.core.tokens import make_token
+from needlecare.dev.mailcapture import start_capture
+from needlecare.followup.outbox import run_pass
+from needlecare.followup.questions import GROC_LABELS
+from needlecare.intake import ingest
+from needlecare.intake.clinics import add_clinic
+from needlecare.safety.advice import EMERGENCY_TITLE
 from tests.conftest import CLINIC_SECRET, free_port
 from tests.e2e.browser import PHONE, launch_chromium, screenshot, serve_app, survey_link
 from tests.factories import PATIENT_LAST, PATIENT_NAME, event_body
@@ -523,8 +523,8 @@ def _answer_every_question(page: Page) -> None:
 
 def test_every_step_of_a_protocol_by_browser(env: Env, page: Page, shot: Any) -> None:
     """Each check of the Achilles protocol, opened on a phone and answered: the answer is stored."""
-    from needlecare import planning
-    from needlecare.protocols import get_protocol
+    from needlecare.followup import planning
+    from needlecare.followup.protocols import get_protocol
 
     protocol = get_protocol("achilles_tendinopathy")
     for step in protocol.steps:

@@ -11,11 +11,11 @@ from sqlmodel import Session, select
 
 from models import AuditEvent, Clinic, ClinicCreate, EscalationCase
 from models.base import utcnow
-from needlecare import auth
-from needlecare.answers import SurveyAnswers
-from needlecare.clinics import add_clinic
-from needlecare.settings import Settings
-from needlecare.surveys import record_answer
+from needlecare.core.settings import Settings
+from needlecare.followup.questions import SurveyAnswers
+from needlecare.intake.clinics import add_clinic
+from needlecare.staff import auth
+from needlecare.surveys.responses import record_answer
 from needlecare.web.app import create_app
 from tests.records import make_contact, make_session
 

@@ -19,10 +19,11 @@ from sqlmodel import Session
 
 from models import Clinic, ClinicCreate, Notification, Patient
 from models.base import utcnow
-from needlecare import auth, reports
-from needlecare.clinics import add_clinic
-from needlecare.nonresponders import list_nonresponders
-from needlecare.settings import Settings
+from needlecare.core.settings import Settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.outcomes import reports
+from needlecare.outcomes.nonresponders import list_nonresponders
+from needlecare.staff import auth
 from needlecare.web.app import create_app
 from needlecare.web.dashboard import WAIT_STATE, report_cache
 from tests.outcome_rows import T0, Ep, OutcomeRows

@@ -1,4 +1,4 @@
-"""The dashboard reads stored snapshots (needlecare.report_store), on SQLite and PostgreSQL: a stored snapshot is
+"""The dashboard reads stored snapshots (needlecare.outcomes.store), on SQLite and PostgreSQL: a stored snapshot is
 served without computing, a missing one gives the self-refreshing "computing" page and then the figures, a stale
 one is served and replaced in the background, a failed computation gives an error page once, and the preset
 periods precomputed by the CLI / flow are served from the store.
@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 
 from models import Clinic, ReportSnapshot
 from models.base import utcnow
-from needlecare import auth, report_store
-from needlecare.cli import app as cli
-from needlecare.periods import PERIODS, preset_since
-from needlecare.settings import Settings, get_settings
+from needlecare.cli.main import app as cli
+from needlecare.core.settings import Settings, get_settings
+from needlecare.outcomes import store as report_store
+from needlecare.outcomes.periods import PERIODS, preset_since
+from needlecare.staff import auth
 from needlecare.web.app import create_app
 from needlecare.web.dashboard import WAIT_STATE, report_cache
 from tests.outcome_rows import T0, OutcomeRows
@@ -88,15 +89,15 @@ def test_a_stored_snapshot_is_served_without_computing(
     assert "n = 47" in pain_n(web.get(f"/dashboard?injury={ACHILLES}").text)
     assert f'data-injury="{PFPS}"' not in web.get(f"/dashboard?injury={ACHILLES}").text
     charts: list[str] = []
-    import needlecare.charts
+    import needlecare.outcomes.charts
 
-    real = needlecare.charts.trajectory_svg
+    real = needlecare.outcomes.charts.trajectory_svg
 
     def counted(*args: Any, **kwargs: Any) -> str:
         charts.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(needlecare.charts, "trajectory_svg", counted)
+    monkeypatch.setattr(needlecare.outcomes.charts, "trajectory_svg", counted)
     for _ in range(2):
         injury = web.get(f"/dashboard/injury/{ACHILLES}")
         assert injury.status_code == 200 and '<figure class="chart" id="trajectory-chart"><svg' in injury.text
@@ -215,7 +216,7 @@ def test_a_snapshot_that_does_not_decode_counts_as_missing(
     build(db, clinic.id)
     db.add(ReportSnapshot(clinic_id=clinic.id, view_key=ALL_TIME, computed_at=utcnow(), seconds=1.0, data='{"x":1}'))
     db.commit()
-    with caplog.at_level(logging.WARNING, logger="needlecare.report_store"):
+    with caplog.at_level(logging.WARNING, logger="needlecare.outcomes.store"):
         page = web.get("/dashboard")
     assert page.status_code == 200 and "Computing these figures" in page.text
     assert f"clinic {clinic.id}, view {ALL_TIME} does not decode" in caplog.text

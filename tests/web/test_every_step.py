@@ -10,11 +10,12 @@ from sqlmodel import Session, select
 
 from models import Clinic, Contact, SurveyResponse
 from models.base import utcnow
-from needlecare import ingest, planning
-from needlecare.catalogue import get_catalogue
-from needlecare.protocols import Protocol, Step, get_protocol
-from needlecare.settings import Settings
-from needlecare.tokens import make_token
+from needlecare.core.catalogue import get_catalogue
+from needlecare.core.settings import Settings
+from needlecare.core.tokens import make_token
+from needlecare.followup import planning
+from needlecare.followup.protocols import Protocol, Step, get_protocol
+from needlecare.intake import ingest
 from needlecare.web.app import create_app
 from tests.factories import event_body
 

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from models import Clinic, Patient, TreatmentSession
-from needlecare import events
-from needlecare.settings import Settings
-from needlecare.signing import sign
+from needlecare.core import events
+from needlecare.core.settings import Settings
+from needlecare.core.signing import sign
 from needlecare.web.app import create_app
 from tests.conftest import CLINIC_SECRET
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body

@@ -13,9 +13,9 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Clinic, ClinicCreate, StaffUser, WebSession
 from models.base import utcnow
-from needlecare import auth
-from needlecare.clinics import add_clinic
-from needlecare.settings import Settings
+from needlecare.core.settings import Settings
+from needlecare.intake.clinics import add_clinic
+from needlecare.staff import auth
 from needlecare.web.app import create_app
 from needlecare.web.auth import SESSION_COOKIE, CsrfChecked, CurrentUser, ensure_same_clinic, safe_next
 from needlecare.web.templating import templates

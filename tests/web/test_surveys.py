@@ -19,8 +19,12 @@ from sqlmodel import Session, func, select
 
 from models import AuditEvent, Clinic, Patient, SurveyResponse
 from models.base import utcnow
-from needlecare import events
-from needlecare.advice import (
+from needlecare.core import events
+from needlecare.core.settings import Settings
+from needlecare.core.tokens import TokenClaims, TokenExpired, TokenInvalid, make_token, read_token
+from needlecare.followup.protocols import get_protocol
+from needlecare.followup.questions import NOT_ASKED, InvalidAnswers, SurveyAnswers, lenient_answers, validate_answers
+from needlecare.safety.advice import (
     CLOSED_NOTE,
     CLOSED_TITLE,
     EMERGENCY_TITLE,
@@ -29,12 +33,8 @@ from needlecare.advice import (
     Advice,
     advice_from,
 )
-from needlecare.answers import NOT_ASKED, InvalidAnswers, SurveyAnswers, lenient_answers, validate_answers
-from needlecare.protocols import get_protocol
-from needlecare.rules import EvaluationInput, evaluate, get_rules
-from needlecare.settings import Settings
-from needlecare.surveys import SurveyUnavailable, load_contact, record_answer
-from needlecare.tokens import TokenClaims, TokenExpired, TokenInvalid, make_token, read_token
+from needlecare.safety.rules import EvaluationInput, evaluate, get_rules
+from needlecare.surveys.responses import SurveyUnavailable, load_contact, record_answer
 from needlecare.web.app import create_app
 from needlecare.web.surveys import router
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE
@@ -435,7 +435,7 @@ def test_concurrent_double_submit_stores_one_answer(client: TestClient, db: Sess
 
 def test_a_lost_race_in_record_answer_is_answered_not_500(db: Session, db_url: str, clinic: Clinic) -> None:
     """Both submits loaded the open contact before either stored: the second gets 'answered'."""
-    from needlecare import db as database
+    from needlecare.core import db as database
 
     session = make_session(db)
     contact = make_contact(db, session, "check_24h")

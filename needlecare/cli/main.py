@@ -1,0 +1,262 @@
+"""The `needlecare` command line (Typer). Every command validates input and says how to fix it."""
+
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from sqlmodel import Session, select
+
+from models import AuditEvent, Clinic, ClinicCreate
+from models.base import utcnow
+from needlecare.cli.dashboard import dashboard_app
+from needlecare.cli.demo import demo
+from needlecare.cli.export import export_app
+from needlecare.cli.protocols import protocols_app
+from needlecare.cli.report import report
+from needlecare.cli.staff import staff_app
+from needlecare.core import db as database
+from needlecare.core.settings import get_settings
+from needlecare.intake import ingest
+from needlecare.intake.clinics import ClinicExists, add_clinic
+from needlecare.intake.sample import DEMO_CLINIC_ID, sample_bytes
+
+app = typer.Typer(
+    help="needlecare: follow-up after dry needling for runners' injuries.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+clinic_app = typer.Typer(help="Register and list clinics.", no_args_is_help=True)
+session_app = typer.Typer(help="Record completed sessions.", no_args_is_help=True)
+db_app = typer.Typer(help="Application database schema.", no_args_is_help=True)
+app.add_typer(clinic_app, name="clinic")
+app.add_typer(session_app, name="session")
+app.add_typer(db_app, name="db")
+app.add_typer(protocols_app, name="protocols")
+app.add_typer(staff_app, name="staff")
+app.add_typer(export_app, name="export")
+app.add_typer(dashboard_app, name="dashboard")
+app.command("demo")(demo)
+app.command("report")(report)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _db() -> Session:
+    """A session on an up-to-date schema (migrating first is idempotent and quick)."""
+    database.upgrade()
+    return Session(database.get_engine(), expire_on_commit=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the application database to the newest schema."""
+    database.upgrade()
+    typer.echo(f"database is up to date: {get_settings().resolved_database_url.split('@')[-1]}")
+
+
+@clinic_app.command("add")
+def clinic_add(
+    clinic_id: Annotated[str, typer.Argument(help="Slug the clinic's integration sends, e.g. riverside-physio")],
+    name: Annotated[str, typer.Option(help="The clinic's name as patients know it")],
+    email: Annotated[str, typer.Option(help="The clinic's contact email, shown to patients")],
+    phone: Annotated[str | None, typer.Option(help="The clinic's phone number, shown to patients")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the clinic")] = "UTC",
+) -> None:
+    """Register a clinic and print its webhook secret (shown once: store it in the clinic's system)."""
+    try:
+        data = ClinicCreate.model_validate(
+            {"id": clinic_id, "name": name, "email": email, "phone": phone, "timezone": timezone}
+        )
+    except ValidationError as exc:
+        _fail(
+            "\n".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            ),
+            2,
+        )
+        return
+    with _db() as db:
+        try:
+            _, secret = add_clinic(db, data, actor="cli")
+        except ClinicExists as exc:
+            _fail(f"{exc}; choose another id, or use the secret you were given when it was added.")
+            return
+    typer.echo(f"clinic '{clinic_id}' added.\nwebhook secret (shown once): {secret}")
+
+
+@clinic_app.command("list")
+def clinic_list() -> None:
+    """List registered clinics (never their secrets)."""
+    with _db() as db:
+        clinics = db.exec(select(Clinic).order_by(Clinic.id)).all()
+    if not clinics:
+        typer.echo("no clinics yet: add one with `needlecare clinic add`")
+    for c in clinics:
+        typer.echo(f"{c.id}\t{c.name}\t{c.email}\t{c.timezone}")
+
+
+@clinic_app.command("configure")
+def clinic_configure(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic's id")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="TOML file: alert routes, SLAs, opening hours")],
+) -> None:
+    """Set a clinic's alert routes (Apprise URLs with tags), SLAs and opening hours from a TOML file.
+
+    The file is checked in full before anything is stored; see needlecare/clinic_config.py for the format.
+    """
+    from needlecare.outcomes import store as report_store
+    from needlecare.safety.clinic_config import ClinicConfigError, load_config_file, to_stored
+
+    try:
+        config = load_config_file(file)
+    except ClinicConfigError as exc:
+        _fail(f"not stored:\n{exc}", 2)
+        return
+    with _db() as db:
+        clinic = db.get(Clinic, clinic_id)
+        if clinic is None:
+            _fail(f"no clinic '{clinic_id}'; see `needlecare clinic list`", 2)
+            return
+        clinic.config = to_stored(config)
+        db.add(clinic)
+        db.add(AuditEvent(actor="cli", action="clinic.configured", entity="clinic", entity_id=clinic_id))
+        cleared = report_store.forget(db, clinic_id)  # figures suppressed under the old [reporting] rules
+        db.commit()
+    routes = ", ".join(f"{len(r.tags)} tag(s) -> {r.url.split(':', 1)[0]}://…" for r in config.alerts) or "clinic email"
+    typer.echo(f"clinic '{clinic_id}' configured: alerts to {routes}; SLA {config.sla.model_dump()}")
+    if cleared:
+        typer.echo(f"{cleared} stored dashboard view(s) cleared: the dashboard computes them again with these rules")
+
+
+@clinic_app.command("show-config")
+def clinic_show_config(clinic_id: Annotated[str, typer.Argument(help="The clinic's id")]) -> None:
+    """Print a clinic's effective config (defaults filled in; URL credentials hidden)."""
+    from needlecare.safety.clinic_config import config_of, to_stored
+
+    with _db() as db:
+        clinic = db.get(Clinic, clinic_id)
+        if clinic is None:
+            _fail(f"no clinic '{clinic_id}'; see `needlecare clinic list`", 2)
+            return
+        stored = to_stored(config_of(clinic.config))
+    for route in stored["alerts"]:
+        route["url"] = re.sub(r"//[^/@]*@", "//***@", route["url"])
+    typer.echo(json.dumps(stored, indent=2))
+
+
+@session_app.command("complete")
+def session_complete(
+    file: Annotated[
+        Path,
+        typer.Option("--file", "-f", help="JSON file with the session-completed body; - for stdin", allow_dash=True),
+    ],
+) -> None:
+    """Record a completed session from a JSON file (same contract and checks as the HTTP API)."""
+    try:
+        raw = typer.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+        return
+    with _db() as db:
+        try:
+            data = ingest.parse_json(raw)
+            ingest.find_clinic(db, data)
+            body = ingest.validate(data)
+        except ingest.InvalidSession as exc:
+            lines = [f"  {'.'.join(map(str, p.loc)) or '(body)'}: {p.msg}" for p in exc.problems]
+            _fail(f"{file}: not accepted:\n" + "\n".join(lines), 2)
+            return
+        result = ingest.record_and_emit(db, body, actor="cli")
+    if result.created:
+        typer.echo(f"session {result.session_id} accepted; the aftercare notice is on its way.")
+    else:
+        typer.echo(f"session {result.session_id} was already recorded (duplicate); nothing is sent twice.")
+
+
+@session_app.command("sample")
+def session_sample(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of printing")] = None,
+    clinic: Annotated[str, typer.Option(help="Clinic id to put in the sample")] = DEMO_CLINIC_ID,
+) -> None:
+    """Print a sample session-completed body with a fresh session id."""
+    body = sample_bytes(clinic_id=clinic)
+    if out is None:
+        typer.echo(body.decode())
+    else:
+        out.write_bytes(body)
+        typer.echo(f"wrote {out}")
+
+
+@app.command("dispatch")
+def dispatch_once(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Run the pass as of this time: ISO 8601 with offset (2026-11-23T09:00:00Z), "
+            "or relative to now (+24h, +3d). Default: now.",
+        ),
+    ] = None,
+) -> None:
+    """One pass in this process: plan new sessions, open due follow-ups, send what is due; re-alert the
+    backup for cases past their SLA, evaluate missed safety checks (R13) and send due practitioner alerts."""
+    from dataclasses import asdict
+
+    from needlecare.followup.outbox import run_pass
+    from needlecare.safety import alerts, escalation
+
+    now = utcnow()
+    relative = re.fullmatch(r"\+(\d+(?:\.\d+)?)([hd])", as_of or "")
+    if relative:
+        amount = float(relative.group(1))
+        now += timedelta(hours=amount) if relative.group(2) == "h" else timedelta(days=amount)
+    elif as_of is not None:
+        try:
+            now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time (2026-11-23T09:00:00Z) nor +<n>h / +<n>d", 2)
+        if now.tzinfo is None:
+            _fail("--as-of: include a time zone offset, e.g. 2026-11-23T09:00:00Z or +01:00", 2)
+    settings = get_settings()
+    with _db() as db:
+        result = run_pass(db, now=now, settings=settings)
+        swept = escalation.sweep(db, now=now)
+        sent = alerts.send_due(db, now=now, settings=settings)
+    summary = {**result.summary(), **asdict(swept), **{f"alerts_{k}": v for k, v in asdict(sent).items()}}
+    typer.echo(json.dumps({"as_of": now.isoformat(), **summary}))
+
+
+@app.command("run")
+def run_stack() -> None:
+    """Start everything on 127.0.0.1 (development): Prefect server, flows, web app, mail capture."""
+    from needlecare.dev.stack import Say, run
+
+    raise typer.Exit(run(get_settings(), Say()))
+
+
+@app.command("web")
+def web() -> None:
+    """Run only the web app (production: put it behind a TLS proxy)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("needlecare.web.app:app_from_env", factory=True, host=settings.web_host, port=settings.web_port)
+
+
+@app.command("serve-flows")
+def serve_flows() -> None:
+    """Serve the flows of deploy/prefect.yaml with their triggers and schedules."""
+    from flows.serve import main
+
+    main()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,209 @@
+"""Dispatch: turn follow-up contacts that fall due into messages, checking again at send time.
+
+One pass, as of ``now``: close contacts whose window has passed, then for each due contact (safety
+checks first) decide — send, defer (quiet hours, one survey per patient per day), or skip with a
+recorded reason (opted out, no consent or address, superseded by a newer session, window closed).
+Sending means writing the message rows (the first message now, reminders at their times) with
+unique keys; the outbox delivers them. Contacts are claimed by an atomic status change, so two
+dispatchers never open the same contact.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, update
+from sqlmodel import Session, col, select
+
+from models import AuditEvent, Contact, ContactStatus, Notification, NotificationStatus, Patient, TreatmentSession
+from needlecare.core import clock
+from needlecare.core.settings import Settings
+from needlecare.core.sql import insert_ignore
+from needlecare.followup.protocols import get_protocol
+
+C = ContactStatus
+SURVEY, REMINDER = "survey", "reminder"
+
+
+@dataclass
+class DispatchResult:
+    seen: int = 0
+    opened: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    expired: int = 0
+    unchanged: int = 0  # another dispatcher changed the row first
+
+
+def message_key(contact_id: int, sequence: int) -> str:
+    return f"contact:{contact_id}:{sequence}"
+
+
+def dispatch_due(db: Session, *, now: datetime, settings: Settings, limit: int = 500) -> DispatchResult:
+    result = DispatchResult(expired=_close_expired(db, now=now))
+    due = db.exec(
+        select(Contact)
+        .where(Contact.status == C.PLANNED.value, col(Contact.due_at) <= now)
+        .order_by(col(Contact.safety).desc(), col(Contact.due_at), col(Contact.id))
+        .limit(limit)
+    ).all()
+    result.seen = len(due)
+    for contact in due:
+        outcome = _decide(db, contact, now=now, settings=settings)
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    db.commit()
+    return result
+
+
+def _close_expired(db: Session, *, now: datetime) -> int:
+    """Sent contacts whose window closed unanswered become expired; planned ones are skipped."""
+    expired = db.exec(
+        update(Contact)
+        .where(col(Contact.status) == C.SENT.value, col(Contact.window_closes_at) <= now)
+        .values(status=C.EXPIRED.value)
+    )
+    missed = db.exec(
+        update(Contact)
+        .where(col(Contact.status) == C.PLANNED.value, col(Contact.window_closes_at) <= now)
+        .values(status=C.SKIPPED.value, skip_reason="window closed before it could be sent")
+    )
+    db.commit()
+    return int(expired.rowcount or 0) + int(missed.rowcount or 0)
+
+
+def _decide(db: Session, contact: Contact, *, now: datetime, settings: Settings) -> str:
+    patient = db.get(Patient, contact.patient_id)
+    reason = _skip_reason(db, contact, patient, now=now)
+    if reason is not None:
+        return _skip(db, contact, reason)
+    assert patient is not None
+    tz = patient.timezone
+    send_at = clock.next_allowed(now, tz, settings.quiet_hours_start, settings.quiet_hours_end)
+    if send_at == now and _survey_already_today(db, contact, patient, now=now):
+        send_at = clock.start_of_next_day(now, tz, settings.quiet_hours_end)
+        why = "one survey per patient per day"
+    else:
+        why = "quiet hours"
+    if send_at != now:
+        if send_at >= contact.window_closes_at:
+            return _skip(db, contact, f"window closes before the next allowed time ({why})")
+        return _defer(db, contact, send_at)
+    return _open(db, contact, now=now)
+
+
+def _skip_reason(db: Session, contact: Contact, patient: Patient | None, *, now: datetime) -> str | None:
+    if patient is None:
+        return "patient row is missing"
+    if patient.opted_out_at is not None:
+        return "patient opted out"
+    if not patient.consent_email:
+        return "no consent to email"
+    if not patient.email:
+        return "no email address on file"
+    if contact.scope == "session" and _superseded(db, contact):
+        return "superseded by a newer session"
+    return None
+
+
+def _superseded(db: Session, contact: Contact) -> bool:
+    """A newer session of the same episode happened before this check fell due. Safety checks fold
+    into the newer session's own checks (domain.md §4.2: the 72 h check folds into the next 24 h
+    check), and steps marked ``skip_if_next_session_before_due`` (the 7 d check) are skipped."""
+    session = db.get(TreatmentSession, contact.session_id) if contact.session_id else None
+    if session is None:
+        return False
+    step = get_protocol(contact.injury).step(contact.step_id)
+    if not (step.skip_if_next_session_before_due or step.safety):
+        return False
+    newer = db.exec(
+        select(func.count())
+        .select_from(TreatmentSession)
+        .where(
+            TreatmentSession.patient_id == session.patient_id,
+            TreatmentSession.episode_id == session.episode_id,
+            col(TreatmentSession.completed_at) > session.completed_at,
+            col(TreatmentSession.completed_at) <= contact.due_at,
+        )
+    ).one()
+    return bool(newer)
+
+
+def _survey_already_today(db: Session, contact: Contact, patient: Patient, *, now: datetime) -> bool:
+    """At most one survey per patient per local calendar day (reminders do not count)."""
+    today = clock.local_date(now, patient.timezone)
+    earlier = db.exec(
+        select(Contact.sent_at).where(
+            Contact.patient_id == patient.id,
+            col(Contact.id) != contact.id,
+            col(Contact.sent_at).is_not(None),
+            col(Contact.sent_at) > now - timedelta(days=2),
+        )
+    ).all()
+    return any(sent is not None and clock.local_date(sent, patient.timezone) == today for sent in earlier)
+
+
+def _claim(db: Session, contact: Contact, **values: object) -> bool:
+    """Change a planned contact only if nobody else did first."""
+    changed = db.exec(
+        update(Contact)
+        .where(
+            and_(
+                col(Contact.id) == contact.id,
+                col(Contact.status) == C.PLANNED.value,
+                col(Contact.due_at) == contact.due_at,
+            )
+        )
+        .values(**values)
+    )
+    return bool(changed.rowcount)
+
+
+def _skip(db: Session, contact: Contact, reason: str) -> str:
+    if _claim(db, contact, status=C.SKIPPED.value, skip_reason=reason):
+        db.add(
+            AuditEvent(
+                actor="dispatch",
+                action="contact.skipped",
+                entity="contact",
+                entity_id=str(contact.id),
+                detail={"reason": reason, "step": contact.step_id},
+            )
+        )
+        return "skipped"
+    return "unchanged"
+
+
+def _defer(db: Session, contact: Contact, until: datetime) -> str:
+    return "deferred" if _claim(db, contact, due_at=until) else "unchanged"
+
+
+def _open(db: Session, contact: Contact, *, now: datetime) -> str:
+    if not _claim(db, contact, status=C.SENT.value, sent_at=now):
+        return "unchanged"
+    cid = contact.id
+    assert cid is not None
+    step = get_protocol(contact.injury).step(contact.step_id)
+    rows = [_message(contact, cid, 0, SURVEY, due=now, now=now)]
+    for number, hours in enumerate(step.reminder_hours, start=1):
+        due = now + timedelta(hours=hours)
+        if due < contact.window_closes_at:
+            rows.append(_message(contact, cid, number, REMINDER, due=due, now=now))
+    insert_ignore(db, Notification, rows)
+    return "opened"
+
+
+def _message(
+    contact: Contact, cid: int, sequence: int, kind: str, *, due: datetime, now: datetime
+) -> dict[str, object]:
+    return {
+        "idempotency_key": message_key(cid, sequence),
+        "kind": kind,
+        "channel": "email",
+        "session_id": contact.session_id,
+        "contact_id": cid,
+        "sequence": sequence,
+        "patient_id": contact.patient_id,
+        "status": NotificationStatus.PENDING.value,
+        "due_at": due,
+        "attempts": 0,
+        "created_at": now,
+    }

@@ -1,0 +1,128 @@
+"""Practitioner alerts: compose and send queued ``Alert`` rows through the clinic's Apprise routes.
+
+An alert names the tier, the rules (their practitioner messages, which hold no patient data), the SLA
+deadline and a link to the case page behind the login — never the patient's name or answers.
+Routing: a primary alert goes to every route tagged with its tier (``emergency``, ``same_day``,
+``next_bd``); a backup alert (the SLA passed unacknowledged) to every route tagged ``backup``. A clinic
+with no routes configured gets every alert at its own email address through the app's mail transport.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
+from needlecare.core import claims, clock
+from needlecare.core.settings import Settings
+from needlecare.followup.delivery import DeliveryError, PermanentDeliveryError, Route, send_alert
+from needlecare.safety.clinic_config import TAGS, config_of, tier_tag
+from needlecare.safety.rules import get_rules
+
+A = AlertStatus
+TIER_WORDS = {"EMERGENCY": "EMERGENCY", "SAME_DAY": "same-day", "NEXT_BD": "next business day"}
+
+
+@dataclass
+class AlertPass:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+def routes_for(clinic: Clinic, settings: Settings) -> list[Route]:
+    config = config_of(clinic.config)
+    if config.alerts:
+        return [Route(route.url, tuple(route.tags)) for route in config.alerts]
+    base = settings.resolved_patient_email_url
+    sep = "&" if "?" in base else "?"
+    return [Route(f"{base}{sep}to={clinic.email}", TAGS)]
+
+
+def case_url(case_id: int, settings: Settings) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/cases/{case_id}"
+
+
+def compose(case: EscalationCase, alert: Alert, clinic: Clinic, db: Session, settings: Settings) -> tuple[str, str]:
+    """Title and plain-text body of one alert."""
+    rule_ids = db.exec(select(CaseRule.rule_id).where(CaseRule.case_id == case.id).order_by(col(CaseRule.id))).all()
+    texts = {rule.id: rule.practitioner_message for rule in get_rules().rules}
+    words = TIER_WORDS.get(case.tier, case.tier)
+    due = clock.local(case.due_at, clinic.timezone)
+    if alert.audience == "backup":
+        title = f"OVERDUE {words} case #{case.id} at {clinic.name}: not acknowledged"
+        opening = f"Nobody has acknowledged this {words} case, due by {due:%a %d %b %H:%M} ({clinic.timezone})."
+    else:
+        title = f"{words.capitalize() if words.islower() else words} case #{case.id} at {clinic.name}"
+        opening = f"A patient's answers opened a {words} case. Acknowledge by {due:%a %d %b %H:%M} ({clinic.timezone})."
+    lines = [opening, ""]
+    lines += [f"{rule_id}: {texts.get(rule_id, 'rule no longer in the rule set')}" for rule_id in rule_ids]
+    lines += ["", f"Open the case (login required): {case_url(case.id or 0, settings)}"]
+    return title, "\n".join(lines)
+
+
+def deliver(db: Session, alert_id: int, *, now: datetime, settings: Settings) -> AlertStatus:
+    alert = db.get(Alert, alert_id)
+    if alert is None or alert.status != A.SENDING:
+        return A(alert.status) if alert else A.FAILED
+    case = db.get(EscalationCase, alert.case_id)
+    clinic = db.get(Clinic, alert.clinic_id)
+    if case is None or clinic is None:
+        return _finish(db, alert, A.FAILED, error="case or clinic row is missing")
+    if alert.audience == "backup" and case.status != CaseStatus.OPEN.value:
+        return _finish(db, alert, A.SKIPPED, skip_reason=f"case {case.status} before the backup alert went out")
+    title, body = compose(case, alert, clinic, db, settings)
+    tag = "backup" if alert.audience == "backup" else tier_tag(alert.tier)
+    try:
+        send_alert(routes_for(clinic, settings), tag, title, body)
+    except PermanentDeliveryError as exc:
+        return _finish(db, alert, A.FAILED, error=str(exc))
+    except DeliveryError as exc:
+        if alert.attempts >= settings.delivery_max_attempts:
+            return _finish(db, alert, A.FAILED, error=f"gave up after {alert.attempts} attempts: {exc}")
+        alert.due_at = now + timedelta(seconds=settings.delivery_backoff_seconds * 2 ** (alert.attempts - 1))
+        return _finish(db, alert, A.RETRY, error=str(exc))
+    alert.sent_at = now
+    return _finish(db, alert, A.SENT)
+
+
+def _finish(
+    db: Session, alert: Alert, status: AlertStatus, *, error: str | None = None, skip_reason: str | None = None
+) -> AlertStatus:
+    alert.status, alert.claimed_at = status.value, None
+    alert.last_error = error[:2000] if error else alert.last_error
+    alert.skip_reason = skip_reason
+    db.add(alert)
+    if status != A.RETRY:
+        db.add(
+            AuditEvent(
+                actor="alerts",
+                action=f"alert.{status.value}",
+                entity="escalation_case",
+                entity_id=str(alert.case_id),
+                detail={"alert_id": alert.id, "audience": alert.audience, "reason": skip_reason or error},
+            )
+        )
+    db.commit()
+    return status
+
+
+def send_due(db: Session, *, now: datetime, settings: Settings, batch: int = 100) -> AlertPass:
+    """Send every alert that is due, batch by batch."""
+    ids, statuses = claims.drain(
+        db,
+        Alert,
+        lambda alert_id: deliver(db, alert_id, now=now, settings=settings).value,
+        now=now,
+        batch=batch,
+        lease_seconds=settings.claim_lease_seconds,
+    )
+    return AlertPass(
+        claimed=len(ids),
+        sent=statuses[A.SENT.value],
+        retried=statuses[A.RETRY.value],
+        failed=statuses[A.FAILED.value],
+        skipped=statuses[A.SKIPPED.value],
+    )
