@@ -145,7 +145,7 @@ def configure_environment(data_dir: Path) -> tuple[Settings, dict[str, str]]:
     ours = {
         "NEEDLECARE_ENV": "development",
         "NEEDLECARE_DATA_DIR": str(data_dir),
-        "NEEDLECARE_DATABASE_URL": f"sqlite:///{data_dir / 'needlecare.core.db'}",
+        "NEEDLECARE_DATABASE_URL": f"sqlite:///{data_dir / 'needlecare.db'}",
         "NEEDLECARE_PREFECT_API_URL": api_url,
         "NEEDLECARE_PREFECT_PORT": str(prefect_port),
         "NEEDLECARE_WEB_PORT": str(web_port),

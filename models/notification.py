@@ -33,6 +33,10 @@ class Notification(SQLModel, table=True):
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     attempts: int = 0
     claimed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    claim_token: str | None = Field(default=None, max_length=32, description="who holds the claim; checked on release")
+    ambiguous_attempts: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}, description="handed over, but no reply came back"
+    )
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     last_error: str | None = Field(default=None, max_length=2000)
     skip_reason: str | None = Field(default=None, max_length=200)

@@ -36,6 +36,13 @@ class PgCluster:
         with self.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def pause(self) -> None:
+        """Stop the server and keep its data (a database outage); :meth:`resume` starts it again."""
+        _run_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+    def resume(self) -> None:
+        _pg_ctl_start(self.bin_dir, self.data_dir, self.port)
+
     def stop(self) -> None:
         _run_as_postgres(
             [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"], check=False
@@ -72,6 +79,11 @@ def start_cluster(port: int) -> PgCluster:
     _run_as_postgres(
         [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
     )
+    _pg_ctl_start(bin_dir, data_dir, port)
+    return PgCluster(data_dir=data_dir, port=port, bin_dir=bin_dir)
+
+
+def _pg_ctl_start(bin_dir: Path, data_dir: Path, port: int) -> None:
     options = f"-F -k {data_dir} -p {port} -c listen_addresses='' -c max_connections=200"
     result = _run_as_postgres(
         [
@@ -90,4 +102,3 @@ def start_cluster(port: int) -> PgCluster:
     if result.returncode != 0:
         log = (data_dir / "server.log").read_text() if (data_dir / "server.log").exists() else ""
         raise RuntimeError(f"PostgreSQL did not start: {result.stderr.decode()} {log[-2000:]}")
-    return PgCluster(data_dir=data_dir, port=port, bin_dir=bin_dir)

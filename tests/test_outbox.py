@@ -110,11 +110,12 @@ def test_smtp_down_is_retried_with_backoff_then_sent(db: Session, clinic: Clinic
     [n] = _notifications(db)
     assert n.status == "retry" and n.attempts == 1 and n.last_error
     assert "@" not in (n.last_error or ""), "no address in the stored error"
-    assert n.due_at == now + timedelta(seconds=settings.delivery_backoff_seconds)
+    base = settings.delivery_backoff_seconds  # jittered: between half and all of the first delay (plus the send)
+    assert now + timedelta(seconds=base / 2) <= n.due_at <= now + timedelta(seconds=base + 10)
     assert outbox.run_pass(db, now=now + timedelta(seconds=1), settings=settings).claimed == 0  # not due yet
     controller = start_capture(settings.resolved_mail_capture_dir, port=settings.smtp_capture_port)
     try:
-        later = outbox.run_pass(db, now=now + timedelta(seconds=31), settings=settings)
+        later = outbox.run_pass(db, now=now + timedelta(seconds=base + 11), settings=settings)
     finally:
         controller.stop()
     assert later.sent == 1
@@ -122,14 +123,20 @@ def test_smtp_down_is_retried_with_backoff_then_sent(db: Session, clinic: Clinic
     assert n.status == "sent" and n.attempts == 2
 
 
-def test_gives_up_after_max_attempts_and_records_why(db: Session, clinic: Clinic, settings: Settings) -> None:
-    settings = settings.model_copy(update={"delivery_max_attempts": 2, "delivery_backoff_seconds": 1})
-    _record(db, 1)
+def test_retries_while_useful_then_gives_up_and_records_why(db: Session, clinic: Clinic, settings: Settings) -> None:
+    """No attempt limit: an aftercare notice is retried until it would be older than AFTERCARE_MAX_AGE_HOURS."""
+    settings = settings.model_copy(
+        update={"aftercare_max_age_hours": 1, "delivery_backoff_seconds": 1800, "delivery_backoff_max_seconds": 3600}
+    )
+    _record(db, 1)  # the session ended 10 minutes ago: the notice is useful for 50 more minutes
     now = utcnow()
-    outbox.run_pass(db, now=now, settings=settings)
-    outbox.run_pass(db, now=now + timedelta(seconds=5), settings=settings)
+    outbox.run_pass(db, now=now, settings=settings)  # next try 15-30 min later: still useful
     [n] = _notifications(db)
-    assert n.status == "failed" and n.attempts == 2 and (n.last_error or "").startswith("gave up after 2 attempts")
+    assert n.status == "retry" and n.attempts == 1
+    outbox.run_pass(db, now=now + timedelta(minutes=31), settings=settings)  # the next would be 15-60 min later
+    [n] = _notifications(db)
+    assert n.status == "failed" and n.attempts == 2
+    assert (n.last_error or "").startswith("gave up after 2 attempts, no longer useful")
     assert outbox.run_pass(db, now=now + timedelta(days=1), settings=settings).claimed == 0
 
 

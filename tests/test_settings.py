@@ -28,7 +28,7 @@ def test_defaults_point_at_local_embedded_services(monkeypatch: pytest.MonkeyPat
     for key in ("NEEDLECARE_DATABASE_URL", "NEEDLECARE_DATA_DIR", "NEEDLECARE_SMTP_CAPTURE_PORT"):
         monkeypatch.delenv(key, raising=False)
     s = Settings()
-    assert s.resolved_database_url == "sqlite:///var/needlecare.core.db"
+    assert s.resolved_database_url == "sqlite:///var/needlecare.db"
     assert s.resolved_patient_email_url.startswith("mailto://127.0.0.1:1025")
     assert s.web_port == 8000 and s.prefect_port == 4200
 

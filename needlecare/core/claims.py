@@ -1,49 +1,143 @@
-"""Atomic claims on an outbox table (patient notifications and practitioner alerts share the shape).
+"""Claims on an outbox table (patient notifications and practitioner alerts share the shape).
 
-A row is claimed atomically (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE, SQLite
-serialises writers), so two dispatchers never hold the same row. A claim left by a worker that died
-mid-send is taken again after ``lease_seconds``.
+A claim marks a due row ``sending`` with a fresh random ``claim_token`` and a lease:
+
+- **Atomic**: PostgreSQL locks the candidate rows with ``FOR UPDATE SKIP LOCKED`` in one statement and marks
+  exactly those in a second one (never more than ``limit``); SQLite runs one conditional ``UPDATE … RETURNING``
+  (SQLite serialises writers). Two workers never hold the same row at once.
+- **Leased and renewed**: the lease is short; :func:`held` renews it from a background thread while a send is
+  in progress, so a slow or hanging provider cannot outlive it, and a worker that died stops renewing and its
+  rows are claimed again one lease later.
+- **Owned on release**: :func:`release` writes the outcome only where the token still matches. A worker that
+  lost its claim (its lease ran out and another took the row) records nothing, and :func:`renew` tells it not
+  to send.
+
+Lease times are on the pass's clock (:class:`PassClock`): the logical time a pass was started with, advanced
+by the real time that has passed since, so a pass run "as of" another time keeps consistent leases.
 """
 
+import secrets
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Connection, Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
 from models import Alert, Notification
 
 PENDING, RETRY, SENDING = "pending", "retry", "sending"
+Outbox = type[Notification] | type[Alert]
 
 
-def claim_due(
-    db: Session, model: type[Notification] | type[Alert], *, now: datetime, limit: int, lease_seconds: float
-) -> list[int]:
-    """Mark up to ``limit`` due rows of ``model`` as sending for this caller; returns their ids. Commits."""
+@dataclass
+class PassClock:
+    """The pass's logical start time, moving forward with real time."""
+
+    start: datetime
+    _t0: float = field(default_factory=time.monotonic)
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._t0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    token: str
+
+
+def _due(model: Outbox, now: datetime, lease_seconds: float) -> Any:
     stale = now - timedelta(seconds=lease_seconds)
-    due = or_(
+    return or_(
         and_(col(model.status).in_([PENDING, RETRY]), col(model.due_at) <= now),
         and_(col(model.status) == SENDING, col(model.claimed_at) < stale),
     )
+
+
+def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
+    """Mark up to ``limit`` due rows of ``model`` as sending for this caller, under one new token. Commits."""
+    token = secrets.token_hex(16)
+    due = _due(model, now, lease_seconds)
     candidates = select(model.id).where(due).order_by(col(model.due_at)).limit(limit)
     if db.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        # Lock exactly these rows first: as a subquery of the UPDATE, PostgreSQL may re-run the LIMIT per row.
+        ids = [row for row in db.exec(candidates.with_for_update(skip_locked=True)).all() if row is not None]
+        if not ids:
+            db.commit()
+            return []
+        target: Any = col(model.id).in_(ids)
+    else:
+        target = col(model.id).in_(candidates.scalar_subquery())
     stmt = (
         update(model)
-        .where(col(model.id).in_(candidates.scalar_subquery()), due)
-        .values(status=SENDING, claimed_at=now, attempts=col(model.attempts) + 1)
+        .where(target, due)
+        .values(status=SENDING, claimed_at=now, claim_token=token, attempts=col(model.attempts) + 1)
         .returning(col(model.id))
     )
-    ids = [row[0] for row in db.exec(stmt).all()]
+    claimed = sorted(row[0] for row in db.exec(stmt).all())
     db.commit()
-    return sorted(ids)
+    return [Claim(row_id, token) for row_id in claimed]
+
+
+def claim_due(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
+    """:func:`claim`, returning only the ids."""
+    return [c.id for c in claim(db, model, now=now, limit=limit, lease_seconds=lease_seconds)]
+
+
+def _owned(model: Outbox, c: Claim) -> Any:
+    return and_(col(model.id) == c.id, col(model.claim_token) == c.token, col(model.status) == SENDING)
+
+
+def renew(db: Session, model: Outbox, c: Claim, *, now: datetime) -> bool:
+    """Extend the lease from ``now``; False when this caller no longer holds the row. Commits."""
+    result = db.exec(update(model).where(_owned(model, c)).values(claimed_at=now))
+    db.commit()
+    return bool(result.rowcount)
+
+
+def release(db: Session, model: Outbox, c: Claim, values: dict[str, Any]) -> bool:
+    """Write the outcome of a claim (status and fields) if this caller still holds it. Does not commit."""
+    values = {**values, "claimed_at": None, "claim_token": None}
+    result = db.exec(update(model).where(_owned(model, c)).values(**values))
+    return bool(result.rowcount)
+
+
+@contextmanager
+def held(
+    bind: Engine | Connection, model: Outbox, c: Claim, *, clock: PassClock, lease_seconds: float
+) -> Iterator[None]:
+    """Keep renewing the claim's lease (every third of it, on a connection of its own) while the block runs."""
+    stop = threading.Event()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+
+    def beat() -> None:
+        while not stop.wait(lease_seconds / 3):
+            try:
+                with Session(engine) as session:
+                    if not renew(session, model, c, now=clock.now()):
+                        return
+            except Exception:  # the database is away: the lease simply runs out, as for a dead worker
+                continue
+
+    thread = threading.Thread(target=beat, name=f"lease-{model.__tablename__}-{c.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def drain(
     db: Session,
-    model: type[Notification] | type[Alert],
-    deliver: Callable[[int], str],
+    model: Outbox,
+    deliver: Callable[[Claim], str],
     *,
     now: datetime,
     batch: int,
@@ -54,9 +148,9 @@ def drain(
     handled: list[int] = []
     statuses: Counter[str] = Counter()
     while True:
-        ids = claim_due(db, model, now=now, limit=batch, lease_seconds=lease_seconds)
-        for row_id in ids:
-            statuses[str(deliver(row_id))] += 1
-            handled.append(row_id)
-        if len(ids) < batch:
+        claims = claim(db, model, now=now, limit=batch, lease_seconds=lease_seconds)
+        for c in claims:
+            statuses[str(deliver(c))] += 1
+            handled.append(c.id)
+        if len(claims) < batch:
             return handled, statuses

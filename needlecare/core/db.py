@@ -17,6 +17,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 def get_engine(url: str | None = None) -> Engine:
     """The engine of ``url`` (default: the settings' database), one per URL per process.
 
+    Engines hide bound parameters from their error messages: an exception (logged, stored or shown) never
+    carries a patient's name, email or phone from the statement that failed.
+
     The default is resolved before the cache is consulted, so a change of settings (tests, CLI invocations in
     one process) reaches the database it names."""
     return _engine(url or get_settings().resolved_database_url)
@@ -40,10 +43,18 @@ def _engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},  # a stopped database fails the request fast (503), not after minutes
+        hide_parameters=True,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -52,13 +52,30 @@ class Settings(BaseSettings):
     aftercare_max_age_hours: float = Field(
         default=48, description="An aftercare notice older than this after the session is skipped, not sent."
     )
-    delivery_max_attempts: int = Field(default=5, ge=1, description="Transient failures before giving up.")
     delivery_backoff_seconds: float = Field(
-        default=30, gt=0, description="First retry delay; doubles on each further attempt."
+        default=30, gt=0, description="First retry delay after a transient failure; doubles on each further attempt."
+    )
+    delivery_backoff_max_seconds: float = Field(
+        default=600,
+        gt=0,
+        description=(
+            "Longest delay between two attempts. Retries go on, at most this far apart, while the message is still "
+            "useful: an aftercare notice until AFTERCARE_MAX_AGE_HOURS after the session, a check-in or reminder "
+            "until its answer window closes, a practitioner alert until its case is acknowledged."
+        ),
+    )
+    delivery_timeout_seconds: float = Field(
+        default=15, gt=0, description="Timeout of every network operation of one send (connect, each SMTP reply)."
     )
     claim_lease_seconds: float = Field(
-        default=600, gt=0, description="A claim older than this is considered abandoned (worker died)."
+        default=60,
+        gt=0,
+        description=(
+            "A claim not renewed for this long is taken as abandoned (its worker died) and claimed again. "
+            "Renewed every third of it while a send is in progress; keep it above DELIVERY_TIMEOUT_SECONDS."
+        ),
     )
+    claim_batch: int = Field(default=20, ge=1, le=1000, description="Messages one sender claims at a time.")
     drain_linger_seconds: float = Field(
         default=20, ge=0, description="How long an aftercare run keeps polling for new work once idle."
     )
@@ -95,7 +112,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'needlecare.core.db'}"
+        return self.database_url or f"sqlite:///{self.data_dir / 'needlecare.db'}"
 
     @property
     def resolved_mail_capture_dir(self) -> Path:

@@ -87,7 +87,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "NEEDLECARE_DATA_DIR": str(data_dir),
-            "NEEDLECARE_DATABASE_URL": settings.database_url or f"sqlite:///{data_dir / 'needlecare.core.db'}",
+            "NEEDLECARE_DATABASE_URL": settings.database_url or f"sqlite:///{data_dir / 'needlecare.db'}",
             "NEEDLECARE_PREFECT_API_URL": settings.prefect_api_url,
             "PREFECT_API_URL": settings.prefect_api_url,
             "PREFECT_HOME": str(data_dir / "prefect"),

@@ -1,5 +1,11 @@
 """Handing a rendered email to Apprise, and turning its bool into an exception with a reason.
 
+Failures are sorted by what retrying can do: a 5xx SMTP reply or an unusable address is permanent; a refused
+connection, a timeout or a 4xx reply is transient; a message whose SMTP ``DATA`` was handed over but whose reply
+never came is *ambiguous* (it may have been delivered) and is retried with the same ``Message-ID``, so a
+receiving system can recognise the copy. Every network call has a timeout (``timeout_seconds``), which the
+caller keeps shorter than its claim's lease.
+
 Apprise's own text alternative is converted from the HTML and loses link URLs, so the text part
 we rendered is substituted for it (see ``_text_part``). Apprise logs recipients' addresses; its
 logger is kept out of the process logs and its messages are scrubbed before they are stored.
@@ -7,6 +13,7 @@ logger is kept out of the process logs and its messages are scrubbed before they
 
 import logging
 import re
+import smtplib
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +87,68 @@ def _tls_context(check_hostname: bool, verify_mode: ssl.VerifyMode) -> ssl.SSLCo
 
 _email_base.ssl = _SharedTLS()  # type: ignore[assignment]
 
+# What the current send saw of the SMTP conversation: whether DATA was started, and a reply code if refused.
+_smtp_state: ContextVar[dict[str, Any] | None] = ContextVar("needlecare_smtp_state", default=None)
+_message_id: ContextVar[str | None] = ContextVar("needlecare_message_id", default=None)
+_original_make_msgid = _email_base.make_msgid
+
+
+def _make_msgid(*args: Any, **kwargs: Any) -> str:
+    fixed = _message_id.get()
+    return fixed if fixed is not None else _original_make_msgid(*args, **kwargs)
+
+
+_email_base.make_msgid = _make_msgid
+
+
+def _note_refusal(error: smtplib.SMTPException) -> None:
+    state = _smtp_state.get()
+    if state is None:
+        return
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        state["code"] = min(codes) if codes else None
+    elif isinstance(error, smtplib.SMTPResponseException):
+        state["code"] = error.smtp_code
+
+
+class _TrackedSMTP(smtplib.SMTP):
+    """smtplib.SMTP that records, per send, how far the conversation got and any refusal code."""
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        state = _smtp_state.get()
+        if state is not None:
+            state["handover"] = True
+        try:
+            return super().data(msg)
+        except smtplib.SMTPException as error:
+            _note_refusal(error)
+            raise
+
+    def sendmail(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().sendmail(*args, **kwargs)
+        except smtplib.SMTPException as error:
+            _note_refusal(error)
+            raise
+
+
+class _TrackedSMTPSSL(_TrackedSMTP, smtplib.SMTP_SSL):
+    pass
+
+
+class _TrackedSmtplib:
+    """Stand-in for the ``smtplib`` module inside Apprise's email plugin."""
+
+    SMTP = _TrackedSMTP
+    SMTP_SSL = _TrackedSMTPSSL
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(smtplib, name)
+
+
+_email_base.smtplib = _TrackedSmtplib()  # type: ignore[assignment]
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -96,8 +165,12 @@ class TransientDeliveryError(DeliveryError):
     """Worth trying again later (connection refused, timeout, temporary SMTP error)."""
 
 
+class AmbiguousDeliveryError(TransientDeliveryError):
+    """The message was handed over but no reply came: it may or may not have been delivered."""
+
+
 class PermanentDeliveryError(DeliveryError):
-    """Will not succeed by retrying (no address, malformed URL)."""
+    """Will not succeed by retrying (no address, malformed URL, a 5xx SMTP reply)."""
 
 
 @contextmanager
@@ -121,36 +194,59 @@ def email_url(base_url: str, to: str, headers: dict[str, str] | None = None) -> 
     return url
 
 
+def _limit_time(service: Any, timeout_seconds: float) -> None:
+    service.request_rate_per_sec = 0
+    service.socket_connect_timeout = timeout_seconds  # smtplib uses it for every socket operation
+    service.socket_read_timeout = timeout_seconds
+
+
 def send_email(
     base_url: str,
     to: str,
     email: RenderedEmail,
     headers: dict[str, str] | None = None,
     attachments: list[Attachment] | None = None,
+    *,
+    message_id: str | None = None,
+    timeout_seconds: float = 15,
 ) -> None:
-    """Send one message through a fresh Apprise object (no throttle between messages)."""
+    """Send one message through a fresh Apprise object (no throttle between messages).
+
+    ``message_id`` fixes the ``Message-ID`` header, so every attempt at one message carries the same one."""
     if not to or "@" not in to:
         raise PermanentDeliveryError("no usable email address on file")
     notifier = apprise.Apprise()
     service = apprise.Apprise.instantiate(email_url(base_url, to, headers))
     if not service:
         raise PermanentDeliveryError("the patient email URL could not be parsed by Apprise")
-    service.request_rate_per_sec = 0
+    _limit_time(service, timeout_seconds)
     notifier.add(service)
     attach = apprise.AppriseAttachment()
     for item in attachments or []:
         attach.add(AttachMemory(content=item.content, name=item.name, mimetype=item.mimetype))
-    with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
-        ok = notifier.notify(
-            body=email.html,
-            title=email.subject,
-            body_format=apprise.NotifyFormat.HTML,
-            attach=attach if attachments else None,
-        )
+    state: dict[str, Any] = {}
+    state_token, id_token = _smtp_state.set(state), _message_id.set(message_id)
+    try:
+        with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
+            ok = notifier.notify(
+                body=email.html,
+                title=email.subject,
+                body_format=apprise.NotifyFormat.HTML,
+                attach=attach if attachments else None,
+            )
+    finally:
+        _smtp_state.reset(state_token)
+        _message_id.reset(id_token)
     if not ok:
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
         reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
-        raise TransientDeliveryError(reason or "Apprise reported a failure without a reason")
+        reason = reason or "Apprise reported a failure without a reason"
+        code = state.get("code")
+        if code is not None and code >= 500:
+            raise PermanentDeliveryError(f"SMTP reply {code}: {reason}")
+        if code is None and state.get("handover"):
+            raise AmbiguousDeliveryError(f"no reply after the message was handed over: {reason}")
+        raise TransientDeliveryError(f"SMTP reply {code}: {reason}" if code else reason)
 
 
 @dataclass(frozen=True)
@@ -161,7 +257,7 @@ class Route:
     tags: tuple[str, ...]
 
 
-def send_alert(routes: list[Route], tag: str, title: str, body: str) -> None:
+def send_alert(routes: list[Route], tag: str, title: str, body: str, *, timeout_seconds: float = 15) -> None:
     """Send a plain-text practitioner alert to every route tagged ``tag``.
 
     Apprise reports one bool for all routes: if one of several fails, the retry sends to all of them again
@@ -172,7 +268,7 @@ def send_alert(routes: list[Route], tag: str, title: str, body: str) -> None:
         service = apprise.Apprise.instantiate(route.url, tag=list(route.tags))
         if not service:
             raise PermanentDeliveryError("an alert URL could not be parsed by Apprise")
-        service.request_rate_per_sec = 0
+        _limit_time(service, timeout_seconds)
         notifier.add(service)
     with apprise.LogCapture(level=logging.DEBUG) as captured:
         ok = notifier.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, tag=tag)

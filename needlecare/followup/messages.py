@@ -166,3 +166,21 @@ def _id(value: int | None) -> int:
     if value is None:  # pragma: no cover
         raise RuntimeError("row has no id")
     return value
+
+
+def useful_until(db: Session, n: Notification, settings: Settings) -> datetime | None:
+    """The last moment this message is still worth sending: the aftercare notice until it would be too old,
+    a check-in or reminder until its answer window closes. None: no limit known."""
+    if n.kind == aftercare.TEMPLATE:
+        session = db.get(TreatmentSession, n.session_id) if n.session_id is not None else None
+        if session is None:
+            return None
+        return session.completed_at + timedelta(hours=settings.aftercare_max_age_hours)
+    contact = db.get(Contact, n.contact_id) if n.contact_id is not None else None
+    return contact.window_closes_at if contact is not None else None
+
+
+def message_id(n: Notification, settings: Settings) -> str:
+    """The Message-ID every attempt at this notification carries (stable, names no patient)."""
+    domain = settings.mail_from.rpartition("@")[2] or "needlecare.local"
+    return f"<notification.{n.id}.{n.idempotency_key.replace(':', '.')}@{domain}>"

@@ -1,24 +1,28 @@
 """The outbox: one pass plans new sessions, opens due follow-ups, and sends each message at most once.
 
-Exactly once: a notice is a row with a unique idempotency key, written before anything is sent.
-A row is claimed atomically (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE,
-SQLite serialises writers), so two dispatchers never hold the same row. A claim left by a worker
-that died mid-send is taken again after ``claim_lease_seconds``: that window is the only place a
-notice could go twice, and only if the process died between the SMTP handover and the commit.
+Exactly once: a notice is a row with a unique idempotency key, written before anything is sent. Rows are
+claimed a few at a time under a token and a short lease (``needlecare.core.claims``); the lease is renewed
+while a send is in progress, and the outcome is written only if the claim is still this pass's, so a pass
+that lost its claim neither records nor sends again. A transient failure is retried with capped, jittered
+backoff while the message is still useful (``messages.useful_until``), then it is final. What remains possible:
+a worker killed after the SMTP server accepted a message and before the commit sends it again one lease
+later; a send whose reply never came is counted in ``ambiguous_attempts`` and retried with the same
+``Message-ID``.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session
 
 from models import AuditEvent, Notification, NotificationStatus
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
+from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
-from needlecare.followup.delivery import DeliveryError, PermanentDeliveryError, send_email
+from needlecare.followup.delivery import AmbiguousDeliveryError, DeliveryError, PermanentDeliveryError, send_email
 from needlecare.followup.dispatch import dispatch_due
-from needlecare.followup.messages import Defer, Skip, compose
+from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
 from needlecare.followup.planning import plan_pending_sessions
 
 S = NotificationStatus
@@ -57,47 +61,77 @@ def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -
 
 
 def deliver(
-    db: Session, notification_id: int, *, now: datetime, settings: Settings, catalogue: Catalogue | None = None
+    db: Session,
+    claim: claims.Claim | int,
+    *,
+    now: datetime,
+    settings: Settings,
+    catalogue: Catalogue | None = None,
+    clock: claims.PassClock | None = None,
 ) -> NotificationStatus:
-    """Send one claimed message, defer it, or record why not. Returns the row's new status."""
-    n = db.get(Notification, notification_id)
+    """Send one claimed message, defer it, or record why not. Returns the row's new status (``sending``
+    when this caller turned out not to hold the claim any more: nothing was sent or recorded)."""
+    clock = clock or claims.PassClock(now)
+    n = db.get(Notification, claim if isinstance(claim, int) else claim.id)
     if n is None or n.status != S.SENDING:
         return S(n.status) if n else S.FAILED
+    if isinstance(claim, int):
+        claim = claims.Claim(claim, n.claim_token or "")
     decision = compose(db, n, now=now, settings=settings, catalogue=catalogue or get_catalogue())
     if isinstance(decision, Skip):
-        return _finish(db, n, S.SKIPPED, skip_reason=decision.reason)
-    if isinstance(decision, Defer):
-        n.due_at, n.attempts = decision.until, n.attempts - 1  # a deferral is not an attempt
-        return _finish(db, n, S.PENDING)
+        return _finish(db, n, claim, S.SKIPPED, skip_reason=decision.reason)
+    if isinstance(decision, Defer):  # a deferral is not an attempt
+        return _finish(db, n, claim, S.PENDING, due_at=decision.until, attempts=n.attempts - 1)
+    if not claims.renew(db, Notification, claim, now=clock.now()):
+        return S.SENDING  # another sender holds it now
     try:
-        send_email(
-            settings.resolved_patient_email_url, decision.to, decision.email, decision.headers, decision.attachments
-        )
+        with claims.held(db.get_bind(), Notification, claim, clock=clock, lease_seconds=settings.claim_lease_seconds):
+            send_email(
+                settings.resolved_patient_email_url,
+                decision.to,
+                decision.email,
+                decision.headers,
+                decision.attachments,
+                message_id=message_id(n, settings),
+                timeout_seconds=settings.delivery_timeout_seconds,
+            )
     except PermanentDeliveryError as exc:
-        return _finish(db, n, S.FAILED, error=str(exc))
+        return _finish(db, n, claim, S.FAILED, error=str(exc))
     except DeliveryError as exc:
-        if n.attempts >= settings.delivery_max_attempts:
-            return _finish(db, n, S.FAILED, error=f"gave up after {n.attempts} attempts: {exc}")
-        delay = settings.delivery_backoff_seconds * 2 ** (n.attempts - 1)
-        n.due_at = now + timedelta(seconds=delay)
-        return _finish(db, n, S.RETRY, error=str(exc))
-    n.sent_at = now
-    return _finish(db, n, S.SENT)
+        ambiguous = n.ambiguous_attempts + (1 if isinstance(exc, AmbiguousDeliveryError) else 0)
+        failed_at = clock.now()
+        retry_at = next_attempt(
+            n.attempts,
+            now=failed_at,
+            useful_until=useful_until(db, n, settings),
+            base=settings.delivery_backoff_seconds,
+            cap=settings.delivery_backoff_max_seconds,
+        )
+        if retry_at is None:
+            error = f"gave up after {n.attempts} attempts, no longer useful: {exc}"
+            return _finish(db, n, claim, S.FAILED, error=error, ambiguous_attempts=ambiguous)
+        return _finish(db, n, claim, S.RETRY, error=str(exc), due_at=retry_at, ambiguous_attempts=ambiguous)
+    return _finish(db, n, claim, S.SENT, sent_at=clock.now())
 
 
 def _finish(
     db: Session,
     n: Notification,
+    claim: claims.Claim,
     status: NotificationStatus,
     *,
     error: str | None = None,
     skip_reason: str | None = None,
+    **values: object,
 ) -> NotificationStatus:
-    n.status = status
-    n.last_error = error[:2000] if error else n.last_error
-    n.skip_reason = skip_reason
-    n.claimed_at = None
-    db.add(n)
+    """Record the outcome if this caller still holds the claim (else nothing, and ``sending`` is returned)."""
+    values |= {"status": status.value, "skip_reason": skip_reason}
+    if error:
+        values["last_error"] = error[:2000]
+    db.expunge(n)  # the row is written by the conditional UPDATE below only
+    if not claims.release(db, Notification, claim, values):
+        db.rollback()
+        return S.SENDING
     if status in (S.FAILED, S.SKIPPED):
         db.add(
             AuditEvent(
@@ -136,12 +170,13 @@ def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200
 def _send_due(
     db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
 ) -> None:
+    clock = claims.PassClock(now)
     ids, statuses = claims.drain(
         db,
         Notification,
-        lambda nid: deliver(db, nid, now=now, settings=settings, catalogue=catalogue).value,
+        lambda claim: deliver(db, claim, now=now, settings=settings, catalogue=catalogue, clock=clock).value,
         now=now,
-        batch=batch,
+        batch=min(batch, settings.claim_batch),
         lease_seconds=settings.claim_lease_seconds,
     )
     result.claimed += len(ids)

@@ -1,9 +1,9 @@
 """Outcome charts as self-contained SVG strings (matplotlib, rendered offline; no CDN, no pyplot).
 
-Two charts for the outcome report (issue 5, domain.md §5.1):
+Two charts for the outcome report (domain.md §5.1):
 
 - :func:`trajectory_svg`: for one injury, the mean of pain (NPRS 0-10) and of each ROM measure at every time
-  point of ``needlecare.outcomes.queries.trajectory`` (baseline first), with the 95 % t-interval as error bars and
+  point of ``needlecare.outcomes.trajectory.trajectory`` (baseline first), with the 95 % t-interval as error bars and
   each point's n beside it. One panel per measure, sharing the time axis. Points whose mean is suppressed
   (too few answers, domain.md §5.2) are left out of the plot and named in a note under it, with their display
   text ("insufficient data", "< 11") and never their value.
@@ -40,7 +40,7 @@ matplotlib.use("Agg")
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
-from needlecare.outcomes.queries import TrajectoryPoint
+from needlecare.outcomes.results import TrajectoryPoint
 from needlecare.outcomes.suppression import Figure
 
 HASH_SALT = "needlecare-charts"
@@ -178,7 +178,8 @@ def _note(fig: MplFigure, lines: Sequence[str], height_in: float) -> None:
 def trajectory_svg(points: Sequence[TrajectoryPoint], injury: str, *, injury_name: str | None = None) -> str:
     """Mean pain and mean ROM value per time point for ``injury``, with 95 % CI error bars; SVG text.
 
-    ``points`` come from ``needlecare.outcomes.queries.trajectory`` (in its order); other injuries' points are ignored.
+    ``points`` come from ``needlecare.outcomes.trajectory.trajectory`` (in its order); other injuries' points are
+    ignored.
     The points are absolute means, not paired changes: each time point can rest on different patients.
     One panel per measure that has a plotted point (pain first), sharing the time axis; every point is
     labelled with its n; suppressed points are listed in a note under the chart with their display text.

@@ -1,4 +1,4 @@
-"""Non-responders for staff to chase: sent follow-ups that got no answer (issue 5, dashboard).
+"""Non-responders for staff to chase: sent follow-ups that got no answer (the dashboard).
 
 One row per unanswered contact whose survey link went out: status ``sent`` (the window may still be open) or
 ``expired`` with its window closed in the last ``expired_days`` days. Newest first (due date, then id), one
@@ -10,7 +10,7 @@ The window condition is also written as a lower bound on ``due_at`` (a window cl
 window-after-due of the loaded protocols, plus :data:`WINDOW_MARGIN`, after its due date), so the statements
 read a range of ``ix_contact_status_due`` instead of every expired contact the clinic ever had.
 
-Filters are the overview's (``needlecare.outcomes.queries``): ``episode.clinic_id``, ``episode.injury``, the period
+Filters are the overview's (``needlecare.outcomes.filters``): ``episode.clinic_id``, ``episode.injury``, the period
 ``since <= episode.started_at < until``, and ``practitioner_id`` by the owner rule (a session-scoped contact
 belongs to its session's practitioner, an episode-scoped one to the practitioner of the episode's first
 session). Only the clinic's staff see this list (the page is behind the login); names never go to logs.
@@ -28,7 +28,7 @@ import models  # noqa: F401  (registers every table on SQLModel.metadata)
 from models.contact import ContactStatus
 from models.notification import NotificationStatus
 from needlecare.followup.protocols import get_protocols
-from needlecare.outcomes.queries import Filters, episode_conditions, practitioner_conditions
+from needlecare.outcomes.filters import Filters, episode_conditions, practitioner_conditions
 
 DEFAULT_EXPIRED_DAYS = 14
 MAX_LIMIT = 500

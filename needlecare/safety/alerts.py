@@ -8,16 +8,23 @@ with no routes configured gets every alert at its own email address through the 
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
 from needlecare.core import claims, clock
+from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
-from needlecare.followup.delivery import DeliveryError, PermanentDeliveryError, Route, send_alert
+from needlecare.followup.delivery import (
+    AmbiguousDeliveryError,
+    DeliveryError,
+    PermanentDeliveryError,
+    Route,
+    send_alert,
+)
 from needlecare.safety.clinic_config import TAGS, config_of, tier_tag
-from needlecare.safety.rules import get_rules
+from needlecare.safety.rules.ruleset import get_rules
 
 A = AlertStatus
 TIER_WORDS = {"EMERGENCY": "EMERGENCY", "SAME_DAY": "same-day", "NEXT_BD": "next business day"}
@@ -63,38 +70,66 @@ def compose(case: EscalationCase, alert: Alert, clinic: Clinic, db: Session, set
     return title, "\n".join(lines)
 
 
-def deliver(db: Session, alert_id: int, *, now: datetime, settings: Settings) -> AlertStatus:
-    alert = db.get(Alert, alert_id)
+def deliver(
+    db: Session, claim: claims.Claim | int, *, now: datetime, settings: Settings, clock: claims.PassClock | None = None
+) -> AlertStatus:
+    """Send one claimed alert, or record why not. An alert is useful until its case is acknowledged: a
+    transient failure is retried (capped, jittered backoff) while the case is open."""
+    clock = clock or claims.PassClock(now)
+    alert = db.get(Alert, claim if isinstance(claim, int) else claim.id)
     if alert is None or alert.status != A.SENDING:
         return A(alert.status) if alert else A.FAILED
+    if isinstance(claim, int):
+        claim = claims.Claim(claim, alert.claim_token or "")
     case = db.get(EscalationCase, alert.case_id)
     clinic = db.get(Clinic, alert.clinic_id)
     if case is None or clinic is None:
-        return _finish(db, alert, A.FAILED, error="case or clinic row is missing")
-    if alert.audience == "backup" and case.status != CaseStatus.OPEN.value:
-        return _finish(db, alert, A.SKIPPED, skip_reason=f"case {case.status} before the backup alert went out")
+        return _finish(db, alert, claim, A.FAILED, error="case or clinic row is missing")
+    if case.status != CaseStatus.OPEN.value:
+        return _finish(db, alert, claim, A.SKIPPED, skip_reason=f"case {case.status} before the alert went out")
     title, body = compose(case, alert, clinic, db, settings)
     tag = "backup" if alert.audience == "backup" else tier_tag(alert.tier)
+    if not claims.renew(db, Alert, claim, now=clock.now()):
+        return A.SENDING  # another sender holds it now
     try:
-        send_alert(routes_for(clinic, settings), tag, title, body)
+        with claims.held(db.get_bind(), Alert, claim, clock=clock, lease_seconds=settings.claim_lease_seconds):
+            send_alert(
+                routes_for(clinic, settings), tag, title, body, timeout_seconds=settings.delivery_timeout_seconds
+            )
     except PermanentDeliveryError as exc:
-        return _finish(db, alert, A.FAILED, error=str(exc))
+        return _finish(db, alert, claim, A.FAILED, error=str(exc))
     except DeliveryError as exc:
-        if alert.attempts >= settings.delivery_max_attempts:
-            return _finish(db, alert, A.FAILED, error=f"gave up after {alert.attempts} attempts: {exc}")
-        alert.due_at = now + timedelta(seconds=settings.delivery_backoff_seconds * 2 ** (alert.attempts - 1))
-        return _finish(db, alert, A.RETRY, error=str(exc))
-    alert.sent_at = now
-    return _finish(db, alert, A.SENT)
+        ambiguous = alert.ambiguous_attempts + (1 if isinstance(exc, AmbiguousDeliveryError) else 0)
+        retry_at = next_attempt(
+            alert.attempts,
+            now=clock.now(),
+            useful_until=None,
+            base=settings.delivery_backoff_seconds,
+            cap=settings.delivery_backoff_max_seconds,
+        )
+        assert retry_at is not None  # no deadline: the case being acknowledged ends the retries
+        return _finish(db, alert, claim, A.RETRY, error=str(exc), due_at=retry_at, ambiguous_attempts=ambiguous)
+    return _finish(db, alert, claim, A.SENT, sent_at=clock.now())
 
 
 def _finish(
-    db: Session, alert: Alert, status: AlertStatus, *, error: str | None = None, skip_reason: str | None = None
+    db: Session,
+    alert: Alert,
+    claim: claims.Claim,
+    status: AlertStatus,
+    *,
+    error: str | None = None,
+    skip_reason: str | None = None,
+    **values: object,
 ) -> AlertStatus:
-    alert.status, alert.claimed_at = status.value, None
-    alert.last_error = error[:2000] if error else alert.last_error
-    alert.skip_reason = skip_reason
-    db.add(alert)
+    """Record the outcome if this caller still holds the claim (else nothing, and ``sending`` is returned)."""
+    values |= {"status": status.value, "skip_reason": skip_reason}
+    if error:
+        values["last_error"] = error[:2000]
+    db.expunge(alert)
+    if not claims.release(db, Alert, claim, values):
+        db.rollback()
+        return A.SENDING
     if status != A.RETRY:
         db.add(
             AuditEvent(
@@ -111,12 +146,13 @@ def _finish(
 
 def send_due(db: Session, *, now: datetime, settings: Settings, batch: int = 100) -> AlertPass:
     """Send every alert that is due, batch by batch."""
+    clock = claims.PassClock(now)
     ids, statuses = claims.drain(
         db,
         Alert,
-        lambda alert_id: deliver(db, alert_id, now=now, settings=settings).value,
+        lambda claim: deliver(db, claim, now=now, settings=settings, clock=clock).value,
         now=now,
-        batch=batch,
+        batch=min(batch, settings.claim_batch),
         lease_seconds=settings.claim_lease_seconds,
     )
     return AlertPass(

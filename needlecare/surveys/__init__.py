@@ -1,1 +1,5 @@
-"""surveys."""
+"""Answering a survey: the contact behind a signed link, the context its page shows, and recording an answer
+with its rule evaluation, case and event in one transaction.
+
+May import: ``models``, ``needlecare.core``, ``intake``, ``followup``, ``safety``.
+"""

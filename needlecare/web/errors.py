@@ -1,0 +1,84 @@
+"""What the web app answers when something below it fails, and what it logs about it.
+
+- The application database unreachable (refused, stopped, timed out, pool exhausted): **503** with
+  ``Retry-After``, so a clinic's system or a browser tries again; the transaction was rolled back, so nothing
+  was stored half-way and no event was emitted.
+- Anything else unexpected: **500** with a reference.
+
+Either way the log line carries the exception *type*, the method, the route path (tokens redacted) and the
+reference — never the exception's message or traceback, which can hold request data or SQL parameters.
+Both are handled in a middleware inside Starlette's outermost error middleware, which would otherwise
+re-raise the exception to the server and have its traceback logged.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from needlecare.web.logfilter import redact
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 30
+# Errors that mean "the database is not there right now", not "this request is wrong".
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    return isinstance(error, UNAVAILABLE)
+
+
+def error_response(request: Request, error: BaseException) -> Response:
+    reference = uuid.uuid4().hex[:12]
+    path = redact(request.url.path)
+    if is_unavailable(error):
+        log.error("database unavailable (%s) on %s %s (ref %s)", type(error).__name__, request.method, path, reference)
+        status, detail = 503, "the database is unavailable; nothing was stored. Try again in a minute."
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    else:
+        log.error("unhandled %s on %s %s (ref %s)", type(error).__name__, request.method, path, reference)
+        status, detail, headers = 500, "internal error; nothing was stored half-way", {}
+    if "text/html" in request.headers.get("accept", ""):
+        title = "Please try again shortly" if status == 503 else "Something went wrong"
+        body = (
+            f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><main><h1>{title}</h1><p>{detail}</p><p>Reference: {reference}</p></main></body></html>"
+        )
+        return HTMLResponse(body, status_code=status, headers=headers)
+    return JSONResponse({"detail": detail, "reference": reference}, status_code=status, headers=headers)
+
+
+class ErrorBoundary:
+    """ASGI middleware: turn any exception from the app into a 503 or 500 response without re-raising it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            if started:  # the response is on its way; it can only be cut short
+                log.error("%s after the response started on %s", type(error).__name__, redact(scope.get("path", "")))
+                return
+            await error_response(Request(scope), error)(scope, receive, send)

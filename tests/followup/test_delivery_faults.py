@@ -1,0 +1,205 @@
+"""Claims and sends under real faults: a socket that accepts and never answers, an SMTP server that takes the
+message and never replies, a 5xx refusal, a claim lost to another sender — on SQLite and PostgreSQL."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import Session, select
+
+from models import Clinic, Notification
+from models.base import utcnow
+from needlecare.core import claims
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import _Handler, list_mail, start_capture
+from needlecare.followup import outbox, planning
+from needlecare.followup.messages import message_id
+from needlecare.intake import ingest
+from tests.conftest import free_port
+from tests.factories import event_body
+
+
+def _record(db: Session, n: int) -> int:
+    return ingest.record(db, ingest.validate(event_body(n)), actor="test").session_id  # type: ignore[return-value]
+
+
+def _notes(db: Session) -> list[Notification]:
+    db.expire_all()
+    return list(db.exec(select(Notification).order_by(Notification.id)).all())
+
+
+@pytest.fixture
+def hanging_port() -> Iterator[int]:
+    """A TCP server that accepts connections and never sends a byte (no SMTP greeting)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_claims_never_exceed_the_limit(db: Session, clinic: Clinic) -> None:
+    for n in range(1, 41):
+        _record(db, n)
+    planning.plan_pending_sessions(db, now=utcnow(), limit=100)
+    got = claims.claim(db, Notification, now=utcnow(), limit=15, lease_seconds=60)
+    assert len(got) == 15 and len({c.token for c in got}) == 1
+    rest = claims.claim(db, Notification, now=utcnow(), limit=100, lease_seconds=60)
+    assert len(rest) == 25 and not {c.id for c in rest} & {c.id for c in got}
+
+
+def test_a_lost_claim_records_nothing_and_sends_nothing(
+    db: Session, clinic: Clinic, settings: Settings, tmp_path: Path
+) -> None:
+    _record(db, 1)
+    now = utcnow()
+    planning.plan_pending_sessions(db, now=now, limit=10)
+    [first] = claims.claim(db, Notification, now=now, limit=10, lease_seconds=60)
+    # The first sender stalls past its lease; a second one takes the row over.
+    [second] = claims.claim(db, Notification, now=now + timedelta(seconds=61), limit=10, lease_seconds=60)
+    assert second.id == first.id and second.token != first.token
+    controller = start_capture(tmp_path / "mail", port=settings.smtp_capture_port)
+    try:
+        settings = settings.model_copy(update={"mail_capture_dir": tmp_path / "mail"})
+        stale = outbox.deliver(db, first, now=now, settings=settings)
+        assert stale == "sending" and list_mail(tmp_path / "mail") == []
+        assert outbox.deliver(db, second, now=now + timedelta(seconds=61), settings=settings) == "sent"
+        assert len(list_mail(tmp_path / "mail")) == 1
+    finally:
+        controller.stop()
+    [n] = _notes(db)
+    assert n.status == "sent" and n.claim_token is None and n.attempts == 2
+
+
+def test_a_hanging_server_times_out_inside_a_renewed_lease(
+    db: Session, clinic: Clinic, settings: Settings, hanging_port: int
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "patient_email_url": f"mailto://127.0.0.1:{hanging_port}?from=care@clinic.example",
+            "delivery_timeout_seconds": 2.0,
+            "claim_lease_seconds": 0.9,  # shorter than one send: only renewal keeps the claim
+        }
+    )
+    _record(db, 1)
+    now = utcnow()
+    planning.plan_pending_sessions(db, now=now, limit=10)
+    [c] = claims.claim(db, Notification, now=now, limit=10, lease_seconds=settings.claim_lease_seconds)
+    taken: list[list[claims.Claim]] = []
+
+    def rival() -> None:  # another sender polling the same table while the first one waits on the socket
+        with Session(db.get_bind()) as other:  # type: ignore[arg-type]
+            deadline = time.monotonic() + 1.6
+            while time.monotonic() < deadline:
+                clock = claims.PassClock(now)
+                taken.append(claims.claim(other, Notification, now=clock.now(), limit=10, lease_seconds=0.9))
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=rival)
+    started = time.monotonic()
+    thread.start()
+    status = outbox.deliver(db, c, now=now, settings=settings, clock=claims.PassClock(now))
+    thread.join()
+    elapsed = time.monotonic() - started
+    assert status == "retry"
+    assert elapsed < 10, "every network operation has a timeout"
+    assert [got for got in taken if got] == [], "nobody else claimed the row while it was being sent"
+    [n] = _notes(db)
+    assert n.status == "retry" and n.attempts == 1 and n.ambiguous_attempts == 0
+
+
+class _SlowAfterData(_Handler):
+    """Keeps each message (as the capture does) but answers DATA only after ``delay`` seconds."""
+
+    def __init__(self, directory: Path, delay: float) -> None:
+        super().__init__(directory)
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)
+        return answer
+
+
+class _Refuse(_Handler):
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        return "550 5.1.1 mailbox unavailable"
+
+
+def _serve(handler: _Handler) -> tuple[Controller, int]:
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, port
+
+
+def test_no_reply_after_the_handover_is_ambiguous_and_retried_with_the_same_message_id(
+    db: Session, clinic: Clinic, settings: Settings, tmp_path: Path
+) -> None:
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    controller, port = _serve(_SlowAfterData(mail, delay=4))
+    settings = settings.model_copy(
+        update={
+            "patient_email_url": f"mailto://127.0.0.1:{port}?from=care@clinic.example",
+            "delivery_timeout_seconds": 1.0,
+            "delivery_backoff_seconds": 1.0,
+        }
+    )
+    _record(db, 1)
+    now = utcnow()
+    try:
+        first = outbox.run_pass(db, now=now, settings=settings)
+    finally:
+        controller.stop()
+    assert first.retried == 1
+    [n] = _notes(db)
+    assert n.status == "retry" and n.ambiguous_attempts == 1
+    assert "no reply after the message was handed over" in (n.last_error or "")
+    controller = start_capture(mail, port=port)
+    try:
+        second = outbox.run_pass(db, now=now + timedelta(seconds=5), settings=settings)
+    finally:
+        controller.stop()
+    assert second.sent == 1
+    copies = list_mail(mail)
+    assert len(copies) == 2, "the slow server kept the first copy: the ambiguous case, counted and retried"
+    assert {c.headers["Message-ID"] for c in copies} == {message_id(n, settings)}
+
+
+def test_a_5xx_refusal_is_final_at_once(db: Session, clinic: Clinic, settings: Settings, tmp_path: Path) -> None:
+    controller, port = _serve(_Refuse(tmp_path))
+    settings = settings.model_copy(update={"patient_email_url": f"mailto://127.0.0.1:{port}?from=a@clinic.example"})
+    _record(db, 1)
+    try:
+        result = outbox.run_pass(db, now=utcnow(), settings=settings)
+    finally:
+        controller.stop()
+    assert result.failed == 1 and result.retried == 0
+    [n] = _notes(db)
+    assert n.status == "failed" and (n.last_error or "").startswith("SMTP reply 550")
