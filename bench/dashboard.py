@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.dashboard --patients 10000 --pg-url postgresql+psycopg://u:p@host/db
 
 Loading: ``needlecare.demo.cohort.iter_patients`` (episodes spread over the last ``--span-days`` days, seed
-``--seed``) written by ``needlecare.demo.simulation.bulk_load`` into a SQLite file (``--sqlite``; reused when it already
+``--seed``) written by ``needlecare.demo.bulk.bulk_load`` into a SQLite file (``--sqlite``; reused when it already
 holds the cohort). A PostgreSQL database gets the same rows copied from that file with executemany (faster
 than generating the cohort twice) and is ANALYZEd, as autovacuum would; the SQLite file is not (the app never
 runs ANALYZE). The empty clinic (the baseline) and one staff user per clinic are added to each database.
@@ -26,7 +26,7 @@ during the timing. Per page:
   are still read live);
 - **baseline**: the same page on the empty clinic in the same process and database.
 
-Ratios are page / baseline. The outcome statements (``needlecare.outcomes.queries``) and the non-responder statements
+Ratios are page / baseline. The outcome statements (``needlecare.outcomes.statements``) and the non-responder statements
 are also timed one by one, and their query plans (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE) are saved. Results are
 merged into ``bench/results/dashboard-<date>.json`` (one entry per database kind and cohort size).
 """
@@ -56,16 +56,18 @@ from models import Clinic, ClinicCreate, Patient, Practitioner, StaffUser
 from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
+from needlecare.demo.bulk import bulk_load
+from needlecare.demo.clinic import ensure_clinic
 from needlecare.demo.cohort import iter_patients
-from needlecare.demo.simulation import bulk_load, ensure_clinic
 from needlecare.intake.clinics import add_clinic
 from needlecare.intake.sample import DEMO_CLINIC_ID
 from needlecare.outcomes import nonresponders
-from needlecare.outcomes import queries as outcomes
+from needlecare.outcomes import statements as outcome_statements
 from needlecare.outcomes import store as report_store
+from needlecare.outcomes.filters import Filters
 from needlecare.staff import auth
 from needlecare.web.app import create_app
-from needlecare.web.dashboard import WAIT_STATE, report_cache
+from needlecare.web.dashboard.snapshots import WAIT_STATE, report_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -84,13 +86,13 @@ PAGE_NAMES = (
     "export_csv",
 )
 OUTCOME_STATEMENTS = (
-    "_counts_stmt",
-    "_changes_stmt",
-    "_adverse_stmt",
-    "_escalation_counts_stmt",
-    "_ack_stmt",
-    "_recovery_stmt",
-    "_trajectory_stmt",
+    "counts_stmt",
+    "changes_stmt",
+    "adverse_stmt",
+    "escalation_counts_stmt",
+    "ack_stmt",
+    "recovery_stmt",
+    "trajectory_stmt",
 )
 
 
@@ -322,10 +324,10 @@ def time_statements(engine: Engine) -> dict[str, Any]:
     """Each outcome statement and the non-responder statements: time (best of 2) and the query plan."""
     sqlite = engine.dialect.name == "sqlite"
     now = utcnow()
-    filters = outcomes.Filters(clinic_id=DEMO_CLINIC_ID)
+    filters = Filters(clinic_id=DEMO_CLINIC_ID)
 
     def outcome_statement(name: str) -> Callable[[], Any]:
-        return lambda: getattr(outcomes, name)(filters)
+        return lambda: getattr(outcome_statements, name)(filters)
 
     statements: list[tuple[str, Callable[[], Any]]] = [(name, outcome_statement(name)) for name in OUTCOME_STATEMENTS]
     statements += [

@@ -11,7 +11,7 @@ the app and the CLI do) and compared with the models (Alembic's ``compare_metada
 the benchmark reads stops it; one elsewhere (e.g. a newer table such as ``report_snapshot``, or a migration
 that does not apply) is printed and recorded, not fatal. The cohort is loaded only when ``--clinic`` holds no
 patient yet: ``needlecare.demo.cohort.iter_patients(--patients, --seed)``, episodes starting over the ``--span-days``
-(330) days up to a week ago, as ``bench/dashboard.py`` loads it, written by ``needlecare.demo.simulation.bulk_load``. A
+(330) days up to a week ago, as ``bench/dashboard.py`` loads it, written by ``needlecare.demo.bulk.bulk_load``. A
 database that already holds the clinic is used as it is (whatever its size; the counts are recorded).
 ``--pg-temp``: the SQLite file (loaded if needed) is copied into a throwaway PostgreSQL cluster (``tests/pg.py``;
 ``bench.dashboard.copy_database``: executemany, then ANALYZE) and PostgreSQL is measured.
@@ -67,8 +67,8 @@ from models import Contact, Episode, Patient, SurveyResponse, TreatmentSession
 from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
+from needlecare.demo.bulk import bulk_load
 from needlecare.demo.cohort import iter_patients
-from needlecare.demo.simulation import bulk_load
 from needlecare.outcomes.reports import ReportData, build_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ CLINIC = "bench-clinic"
 DUE = ("sent", "answered", "expired")
 SIDES = ("product", "baseline")
 PRODUCT_CALL = "needlecare.outcomes.reports.build_report(db, clinic, now=utcnow())"
-# Tables read by build_report (needlecare.outcomes.queries), by the baseline and by the row counts below.
+# Tables read by build_report (needlecare.outcomes.statements), by the baseline and by the row counts below.
 READS = frozenset(
     {
         "clinic",

@@ -1,4 +1,4 @@
-"""Nightly outcome reports: thin orchestration over needlecare.outcomes.reports.
+"""Nightly outcome reports: thin orchestration over needlecare.outcomes.reports and report_files.
 
 ``compile_outcome_reports`` (deployment ``nightly-outcome-reports``, cron ``30 2 * * *`` UTC in
 deploy/prefect.yaml) writes, for every clinic or for the one asked, the dated snapshot
@@ -27,7 +27,7 @@ from sqlmodel import Session
 from models.base import utcnow
 from needlecare.core.db import session_scope
 from needlecare.core.settings import get_settings
-from needlecare.outcomes import reports
+from needlecare.outcomes import report_files, report_pdf, reports
 from needlecare.outcomes import store as report_store
 
 FALLBACK_LOGGER = logging.getLogger("needlecare.flows.reports")
@@ -42,10 +42,10 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return FALLBACK_LOGGER
 
 
-def snapshot_formats() -> list[reports.Format]:
+def snapshot_formats() -> list[report_files.Format]:
     """html, csv, json, and pdf when Chromium is available."""
-    formats: list[reports.Format] = ["html", "csv", "json"]
-    if reports.chromium_available():
+    formats: list[report_files.Format] = ["html", "csv", "json"]
+    if report_pdf.chromium_available():
         formats.append("pdf")
     else:
         _logger().warning("no Chromium found: PDF reports skipped (install chromium or set NEEDLECARE_CHROMIUM)")
@@ -69,7 +69,7 @@ def compile_outcome_reports(clinic_id: str | None = None) -> dict[str, int]:
                 began = timer.perf_counter()
                 data = reports.build_report(db, cid, now=now)
                 seconds = timer.perf_counter() - began
-                written = reports.write_snapshot(data, out_dir, formats)
+                written = report_files.write_snapshot(data, out_dir, formats)
             except reports.UnknownClinic:
                 raise
             except Exception:

@@ -94,9 +94,14 @@ class Alert(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=120, unique=True, description="case:<id>:primary or case:<id>:backup")
-    case_id: int = Field(foreign_key="escalation_case.id", index=True)
+    case_id: int | None = Field(
+        default=None, foreign_key="escalation_case.id", index=True, description="None for an undelivered-message alert"
+    )
+    notification_id: int | None = Field(
+        default=None, foreign_key="notification.id", description="the patient message an undelivered alert reports"
+    )
     clinic_id: str = Field(foreign_key="clinic.id", max_length=64)
-    audience: str = Field(max_length=16, description="primary or backup")
+    audience: str = Field(max_length=16, description="primary, backup, or undelivered (a patient message failed)")
     tier: str = Field(max_length=16)
     status: str = Field(default=AlertStatus.PENDING.value, max_length=16, description="an AlertStatus")
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

@@ -1,4 +1,4 @@
-"""claim tokens and ambiguous deliveries
+"""claim tokens, ambiguous deliveries, undelivered-message alerts
 
 Revision ID: 0006
 Revises: 0005
@@ -21,9 +21,17 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column('claim_token', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
             batch.add_column(sa.Column('ambiguous_attempts', sa.Integer(), nullable=False, server_default='0'))
+    with op.batch_alter_table('alert') as batch:
+        batch.alter_column('case_id', existing_type=sa.Integer(), nullable=True)
+        batch.add_column(sa.Column('notification_id', sa.Integer(), nullable=True))
+        batch.create_foreign_key('fk_alert_notification_id_notification', 'notification', ['notification_id'], ['id'])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('alert') as batch:
+        batch.drop_constraint('fk_alert_notification_id_notification', type_='foreignkey')
+        batch.drop_column('notification_id')
+        batch.alter_column('case_id', existing_type=sa.Integer(), nullable=False)
     for table in ('notification', 'alert'):
         with op.batch_alter_table(table) as batch:
             batch.drop_column('ambiguous_attempts')

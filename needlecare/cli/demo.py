@@ -16,8 +16,9 @@ from sqlmodel import Session
 from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.core.settings import get_settings
+from needlecare.demo.clinic import DemoRefused
 from needlecare.demo.cohort import DEFAULT_SEED, generate_cohort
-from needlecare.demo.simulation import DemoRefused, DemoResult, previous_run, run_demo
+from needlecare.demo.simulation import DemoResult, previous_run, run_demo
 from needlecare.intake.sample import DEMO_CLINIC_ID
 from needlecare.outcomes import store as report_store
 

@@ -36,9 +36,7 @@ def fhir(
 
     Patients appear only as Patient/<id>: no names, contact details or free-text answers leave the app.
     """
-    from needlecare.outcomes import (
-        fhir as fhir_export,  # here: fhir.resources takes ~1 s to import, other commands skip it
-    )
+    from needlecare.outcomes import fhir_export  # here: fhir.resources takes ~1 s to import, other commands skip it
 
     url = get_settings().resolved_database_url  # explicit: get_engine() without a url caches the first one
     database.upgrade(url)

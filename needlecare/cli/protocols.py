@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 
 from needlecare.core.settings import get_settings
-from needlecare.followup.protocols import PROTOCOLS_DIR, Protocol, ProtocolError, Step, load_protocols
+from needlecare.followup.protocol_schema import Protocol, Step
+from needlecare.followup.protocols import PROTOCOLS_DIR, ProtocolError, load_protocols
 
 protocols_app = typer.Typer(
     help="Follow-up protocol packs (protocols/*.toml and a clinic's override directory).", no_args_is_help=True

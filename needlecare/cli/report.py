@@ -59,10 +59,12 @@ def report(
 
     from needlecare.core import db as database
     from needlecare.core.settings import get_settings
-    from needlecare.outcomes import reports
+    from needlecare.outcomes import report_files, report_pdf, reports
 
     try:
-        chosen = reports.check_formats(part for value in (formats or ["html"]) for part in value.split(",") if part)
+        chosen = report_files.check_formats(
+            part for value in (formats or ["html"]) for part in value.split(",") if part
+        )
     except reports.ReportError as exc:
         _fail(f"--format: {exc}")
     if injury is not None and injury not in reports.injury_slugs():
@@ -77,15 +79,15 @@ def report(
         _fail(f"--out {out} is a file; give a directory for several formats (or one format and a file name)")
     if "pdf" in chosen:
         try:
-            reports.find_chromium()
-        except reports.PdfUnavailable as exc:
+            report_pdf.find_chromium()
+        except report_pdf.PdfUnavailable as exc:
             _fail(str(exc))
     needs_charts = any(fmt in ("html", "pdf") for fmt in chosen)
     url = get_settings().resolved_database_url  # explicit: get_engine() without a url caches the first one
     database.upgrade(url)
     written: list[Path] = []
     steps = ["query", *(["charts"] if needs_charts else []), *chosen]
-    renderer: reports.Renderer | None = None
+    renderer: report_files.Renderer | None = None
     with typer.progressbar(
         steps,
         label=f"Report for {clinic}",
@@ -97,7 +99,7 @@ def report(
             if step == "query":
                 with Session(database.get_engine(url), expire_on_commit=False) as db:
                     try:
-                        renderer = reports.Renderer(
+                        renderer = report_files.Renderer(
                             reports.build_report(db, clinic, injury=injury, since=start, until=end)
                         )
                     except reports.ReportError as exc:
@@ -107,11 +109,11 @@ def report(
             if step == "charts":
                 renderer.render_charts()  # now, so the bar shows the time it takes
                 continue
-            fmt = reports.check_formats([step])[0]
-            target = out if to_file else reports.snapshot_path(renderer.data, out, fmt)
+            fmt = report_files.check_formats([step])[0]
+            target = out if to_file else report_files.snapshot_path(renderer.data, out, fmt)
             try:
-                written.append(reports.write_atomic(target, renderer.render(fmt)))
-            except reports.PdfFailed as exc:
+                written.append(report_files.write_atomic(target, renderer.render(fmt)))
+            except report_pdf.PdfFailed as exc:
                 _fail(f"the PDF could not be made: {exc}", 1)
             except OSError as exc:
                 _fail(f"cannot write {target}: {exc.strerror or exc}; choose another --out")

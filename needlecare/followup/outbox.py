@@ -16,10 +16,12 @@ from datetime import datetime
 from sqlmodel import Session
 
 from models import AuditEvent, Notification, NotificationStatus
+from models.base import utcnow
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
 from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
+from needlecare.followup import undelivered
 from needlecare.followup.delivery import AmbiguousDeliveryError, DeliveryError, PermanentDeliveryError, send_email
 from needlecare.followup.dispatch import dispatch_due
 from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
@@ -132,6 +134,8 @@ def _finish(
     if not claims.release(db, Notification, claim, values):
         db.rollback()
         return S.SENDING
+    if status == S.FAILED:  # final: the clinic is told through its backup routes
+        undelivered.queue_for_notification(db, n, now=utcnow())
     if status in (S.FAILED, S.SKIPPED):
         db.add(
             AuditEvent(

@@ -4,7 +4,8 @@ A pack says when each follow-up step is sent, how long its answers are valid, wh
 which questions it asks and which self-test (``rom_test``) the patient may do. The shipped packs
 live in ``protocols/`` at the project root; a clinic's override directory
 (``Settings.protocols_dir``) may hold files of the same name that replace them. The file format is
-described in the header of ``protocols/default.toml``.
+described in the header of ``protocols/default.toml``; the shape of a protocol (steps, self-test, the question
+ids) is ``needlecare.followup.protocol_schema``, and this module reads, merges and checks the files.
 
 Every problem is reported as a :class:`ProtocolError` that names the file, the field path
 (``steps[1].window_end_hours``) and what is wrong or allowed.
@@ -14,36 +15,16 @@ import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from needlecare.core.catalogue import Catalogue, get_catalogue
 from needlecare.core.settings import get_settings
+from needlecare.followup.protocol_schema import SLUG, NonEmpty, Protocol, RomTest, Step, allowed
 
 PROTOCOLS_DIR: Path = Path(__file__).resolve().parents[2] / "protocols"
 DEFAULT_PACK = "default"
-
-QUESTION_IDS: frozenset[str] = frozenset(
-    {
-        "nprs_usual",
-        "nprs_worst",
-        "soreness",
-        "bruise",
-        "groc15",
-        "rom",
-        "psfs",
-        "redflags",
-        "fainted",
-        "ran",
-        "run_pain",
-        "free_text",
-    }
-)
-
-_SLUG = r"^[a-z0-9_]+$"
-_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z0-9(\"']|\s*$)")
-_NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class ProtocolError(ValueError):
@@ -60,183 +41,17 @@ class ProtocolError(ValueError):
         super().__init__(message)
 
 
-def _allowed(values: frozenset[str] | list[str] | set[str]) -> str:
-    return ", ".join(sorted(values))
-
-
-class RomTest(BaseModel):
-    """A self-test the patient can do safely alone; its value is recorded against a catalogue measure."""
-
-    model_config = ConfigDict(extra="forbid")
-    measure: str = Field(pattern=_SLUG)
-    name: _NonEmpty
-    unit: _NonEmpty
-    min: float
-    max: float
-    step: float = Field(gt=0)
-    how_to: _NonEmpty
-    source: _NonEmpty
-
-    @field_validator("max")
-    @classmethod
-    def _max_above_min(cls, value: float, info: ValidationInfo) -> float:
-        low = info.data.get("min")
-        if low is not None and value <= low:
-            raise ValueError(f"must be above min ({low:g}); got {value:g}")
-        return value
-
-    @field_validator("how_to")
-    @classmethod
-    def _short_instructions(cls, value: str) -> str:
-        sentences = len(_SENTENCE_END.findall(value.strip()))
-        if not 2 <= sentences <= 5:
-            raise ValueError(f"must be 2 to 5 short sentences ending in '.', '!' or '?'; found {sentences}")
-        return value
-
-
-class Step(BaseModel):
-    """One follow-up message: when it is sent, when answers count, reminders and questions."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=_SLUG)
-    title: _NonEmpty
-    scope: Literal["session", "episode"]
-    offset_hours: float = Field(ge=0)
-    window_start_hours: float = Field(ge=0)
-    window_end_hours: float
-    reminder_hours: list[float] = Field(default_factory=list)
-    questions: list[str] = Field(min_length=1)
-    safety: bool
-    skip_if_next_session_before_due: bool = False
-    groc_anchor: str | None = Field(default=None, validate_default=True)
-    source: _NonEmpty
-
-    @field_validator("window_start_hours")
-    @classmethod
-    def _start_not_after_offset(cls, value: float, info: ValidationInfo) -> float:
-        offset = info.data.get("offset_hours")
-        if offset is not None and value > offset:
-            raise ValueError(f"must be at or before offset_hours ({offset:g}); got {value:g}")
-        return value
-
-    @field_validator("window_end_hours")
-    @classmethod
-    def _end_after_offset(cls, value: float, info: ValidationInfo) -> float:
-        offset = info.data.get("offset_hours")
-        if offset is not None and value <= offset:
-            raise ValueError(
-                f"must be after offset_hours ({offset:g}) so the window contains the send time; got {value:g}"
-            )
-        return value
-
-    @field_validator("reminder_hours")
-    @classmethod
-    def _reminders_inside_window(cls, value: list[float], info: ValidationInfo) -> list[float]:
-        offset, end = info.data.get("offset_hours"), info.data.get("window_end_hours")
-        previous = 0.0
-        for index, hours in enumerate(value):
-            if hours <= previous:
-                raise ValueError(
-                    f"[{index}]: {hours:g}: reminders are hours after the first send and must be above 0 and increasing"
-                )
-            previous = hours
-            if offset is not None and end is not None and hours >= end - offset:
-                raise ValueError(
-                    f"[{index}]: {hours:g} falls after the answer window closes: must be below "
-                    f"window_end_hours - offset_hours = {end - offset:g}"
-                )
-        return value
-
-    @field_validator("questions")
-    @classmethod
-    def _known_questions(cls, value: list[str]) -> list[str]:
-        for index, question in enumerate(value):
-            if question not in QUESTION_IDS:
-                raise ValueError(f"[{index}]: '{question}' is not a question id; allowed: {_allowed(QUESTION_IDS)}")
-            if question in value[:index]:
-                raise ValueError(f"[{index}]: '{question}' is listed twice")
-        return value
-
-    @field_validator("safety")
-    @classmethod
-    def _safety_asks_red_flags(cls, value: bool, info: ValidationInfo) -> bool:
-        questions = info.data.get("questions")
-        if value and questions is not None and "redflags" not in questions:
-            raise ValueError("a safety step must ask 'redflags' (the red-flag checklist)")
-        return value
-
-    @field_validator("skip_if_next_session_before_due")
-    @classmethod
-    def _skip_only_per_session(cls, value: bool, info: ValidationInfo) -> bool:
-        if value and info.data.get("scope") == "episode":
-            raise ValueError("only allowed for scope = 'session' (an episode step does not follow one session)")
-        return value
-
-    @field_validator("groc_anchor")
-    @classmethod
-    def _anchor_with_groc(cls, value: str | None, info: ValidationInfo) -> str | None:
-        questions = info.data.get("questions")
-        if questions is None:
-            return value
-        if "groc15" in questions and not (value and value.strip()):
-            raise ValueError(
-                "required when questions include 'groc15': say what the patient compares against, "
-                "e.g. 'before your last session' or 'before this episode started'"
-            )
-        if "groc15" not in questions and value is not None:
-            raise ValueError("only allowed when questions include 'groc15'")
-        return value
-
-
-class Protocol(BaseModel):
-    """The follow-up protocol of one injury (or the default that injury packs may extend)."""
-
-    model_config = ConfigDict(extra="forbid")
-    injury: str = Field(pattern=_SLUG)
-    version: _NonEmpty
-    name: _NonEmpty
-    rom_test: RomTest | None = None
-    aftercare_points: list[_NonEmpty] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent_steps(self) -> "Protocol":
-        seen: dict[str, int] = {}
-        for index, step in enumerate(self.steps):
-            if step.id in seen:
-                raise ValueError(
-                    f"steps[{index}].id: step id '{step.id}' is already used by steps[{seen[step.id]}]; "
-                    "step ids must be unique"
-                )
-            seen[step.id] = index
-            if "rom" in step.questions and self.rom_test is None:
-                raise ValueError(
-                    f"steps[{index}].questions: asks 'rom' but this pack has no rom_test; add a [rom_test] "
-                    "table or remove 'rom'"
-                )
-        self.steps = sorted(self.steps, key=lambda s: s.offset_hours)
-        return self
-
-    def step(self, step_id: str) -> Step:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(
-            f"protocol '{self.injury}' has no step '{step_id}'; its steps: {', '.join(s.id for s in self.steps)}"
-        )
-
-
 class _PackFile(BaseModel):
     """What a pack file may contain: a Protocol plus the loader's own keys (extends, rom_in_steps)."""
 
     model_config = ConfigDict(extra="forbid")
-    injury: str = Field(pattern=_SLUG)
-    version: _NonEmpty
-    name: _NonEmpty
+    injury: str = Field(pattern=SLUG)
+    version: NonEmpty
+    name: NonEmpty
     extends: Literal["default"] | None = None
     rom_test: RomTest | None = None
     rom_in_steps: list[str] = Field(default_factory=list)
-    aftercare_points: list[_NonEmpty] = Field(default_factory=list)
+    aftercare_points: list[NonEmpty] = Field(default_factory=list)
     steps: list[Step] | None = None
 
 
@@ -389,7 +204,7 @@ def load_protocols(
         if slug not in known:
             problems.append(
                 f"{file}: unknown injury '{slug}' (from the file name); allowed: {DEFAULT_PACK}, "
-                f"{_allowed(set(catalogue.injuries))}"
+                f"{allowed(set(catalogue.injuries))}"
             )
             continue
         try:
@@ -449,4 +264,4 @@ def get_protocol(injury: str) -> Protocol:
     try:
         return protocols[injury]
     except KeyError:
-        raise KeyError(f"no protocol for injury '{injury}'; known: {_allowed(set(protocols))}") from None
+        raise KeyError(f"no protocol for injury '{injury}'; known: {allowed(set(protocols))}") from None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from needlecare.followup.protocols import QUESTION_IDS, Protocol, Step
+from needlecare.followup.protocol_schema import QUESTION_IDS, Protocol, Step
 
 NONE_OF_THESE = "none"
 BSI = "bone_stress_injury"

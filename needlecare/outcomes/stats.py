@@ -1,6 +1,6 @@
 """Statistics finished in Python from aggregates the database returns (no database access here).
 
-The SQL in ``needlecare.outcomes.queries`` returns, per group, small aggregates rather than answer rows; this module
+The SQL in ``needlecare.outcomes.statements`` returns, per group, small aggregates rather than answer rows; this module
 turns them into the figures of domain.md §5.1:
 
 - **Mean with a 95 % t-interval** from ``n``, the mean and the sum of squared deviations from the mean (SQL

@@ -3,7 +3,7 @@
 Everything here is pure: it takes raw numbers and a :class:`ReportPolicy` and returns :class:`Figure` values
 that a page, a CSV or a PDF can print as they are. A suppressed figure carries no value (``value`` and
 ``low``/``high`` are None) so a renderer cannot leak it by accident; the raw numbers stay in the ``raw``
-parts of the result objects in ``needlecare.outcomes.queries`` (for tests and for audit, never for export).
+parts of the result objects in ``needlecare.outcomes.results`` (for tests and for audit, never for export).
 
 The rules (all from domain.md §5.2, a proposed product rule [E] adopted from the CMS cell-size policy [V]):
 

@@ -8,7 +8,8 @@ highest tier reached. Outside the clinic's opening hours a same-day message poin
 
 from dataclasses import asdict, dataclass
 
-from needlecare.safety.rules import Evaluation, Tier
+from needlecare.safety.rules.evaluation import Evaluation
+from needlecare.safety.rules.variables import Tier
 
 SAVED = "Your answers are saved with your record."
 EMERGENCY_TITLE = "Call your local emergency number now"

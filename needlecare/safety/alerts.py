@@ -13,9 +13,11 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
+from models.base import utcnow
 from needlecare.core import claims, clock
 from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
+from needlecare.followup import undelivered
 from needlecare.followup.delivery import (
     AmbiguousDeliveryError,
     DeliveryError,
@@ -73,22 +75,29 @@ def compose(case: EscalationCase, alert: Alert, clinic: Clinic, db: Session, set
 def deliver(
     db: Session, claim: claims.Claim | int, *, now: datetime, settings: Settings, clock: claims.PassClock | None = None
 ) -> AlertStatus:
-    """Send one claimed alert, or record why not. An alert is useful until its case is acknowledged: a
-    transient failure is retried (capped, jittered backoff) while the case is open."""
+    """Send one claimed alert, or record why not. A case alert is useful until its case is acknowledged, an
+    undelivered-message alert for a week: a transient failure is retried (capped, jittered backoff) until then."""
     clock = clock or claims.PassClock(now)
     alert = db.get(Alert, claim if isinstance(claim, int) else claim.id)
     if alert is None or alert.status != A.SENDING:
         return A(alert.status) if alert else A.FAILED
     if isinstance(claim, int):
         claim = claims.Claim(claim, alert.claim_token or "")
-    case = db.get(EscalationCase, alert.case_id)
     clinic = db.get(Clinic, alert.clinic_id)
-    if case is None or clinic is None:
-        return _finish(db, alert, claim, A.FAILED, error="case or clinic row is missing")
-    if case.status != CaseStatus.OPEN.value:
-        return _finish(db, alert, claim, A.SKIPPED, skip_reason=f"case {case.status} before the alert went out")
-    title, body = compose(case, alert, clinic, db, settings)
-    tag = "backup" if alert.audience == "backup" else tier_tag(alert.tier)
+    useful_until = None  # a case alert is useful while its case is open
+    if alert.audience == undelivered.AUDIENCE:
+        if clinic is None:
+            return _finish(db, alert, claim, A.FAILED, error="clinic row is missing")
+        title, body = undelivered.compose(db, alert, clinic, settings)
+        tag, useful_until = "backup", alert.created_at + undelivered.USEFUL_FOR
+    else:
+        case = db.get(EscalationCase, alert.case_id) if alert.case_id is not None else None
+        if case is None or clinic is None:
+            return _finish(db, alert, claim, A.FAILED, error="case or clinic row is missing")
+        if case.status != CaseStatus.OPEN.value:
+            return _finish(db, alert, claim, A.SKIPPED, skip_reason=f"case {case.status} before the alert went out")
+        title, body = compose(case, alert, clinic, db, settings)
+        tag = "backup" if alert.audience == "backup" else tier_tag(alert.tier)
     if not claims.renew(db, Alert, claim, now=clock.now()):
         return A.SENDING  # another sender holds it now
     try:
@@ -103,11 +112,13 @@ def deliver(
         retry_at = next_attempt(
             alert.attempts,
             now=clock.now(),
-            useful_until=None,
+            useful_until=useful_until,
             base=settings.delivery_backoff_seconds,
             cap=settings.delivery_backoff_max_seconds,
         )
-        assert retry_at is not None  # no deadline: the case being acknowledged ends the retries
+        if retry_at is None:
+            error = f"gave up after {alert.attempts} attempts, no longer useful: {exc}"
+            return _finish(db, alert, claim, A.FAILED, error=error, ambiguous_attempts=ambiguous)
         return _finish(db, alert, claim, A.RETRY, error=str(exc), due_at=retry_at, ambiguous_attempts=ambiguous)
     return _finish(db, alert, claim, A.SENT, sent_at=clock.now())
 
@@ -130,6 +141,8 @@ def _finish(
     if not claims.release(db, Alert, claim, values):
         db.rollback()
         return A.SENDING
+    if status == A.FAILED:
+        undelivered.queue_for_alert(db, alert, now=utcnow())
     if status != A.RETRY:
         db.add(
             AuditEvent(

@@ -23,7 +23,8 @@ from models import (
     StaffUser,
     SurveyResponse,
 )
-from needlecare.safety.rules import TIERS, get_rules
+from needlecare.safety.rules.ruleset import get_rules
+from needlecare.safety.rules.variables import TIERS
 
 _TIER_ORDER = sql_case({tier: rank for rank, tier in enumerate(TIERS)}, value=col(EscalationCase.tier), else_=99)
 

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import apprise
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from needlecare.safety.rules import TIERS
+from needlecare.safety.rules.variables import TIERS
 
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")  # tiers that open a case; INFO only reaches the dashboard
 

@@ -36,7 +36,8 @@ from needlecare.core.sql import insert_ignore
 from needlecare.followup.questions import SurveyAnswers
 from needlecare.safety import sla
 from needlecare.safety.clinic_config import ESCALATION_TIERS, config_of
-from needlecare.safety.rules import Evaluation, EvaluationInput, RuleSet, evaluate, get_rules
+from needlecare.safety.rules.evaluation import Evaluation, EvaluationInput, evaluate
+from needlecare.safety.rules.ruleset import RuleSet, get_rules
 
 MISSED_AFTER_REMINDER_HOURS = 6.0  # a reminder unanswered this long counts as missed (domain.md §4.3: 6-8 h)
 

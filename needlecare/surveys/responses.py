@@ -18,7 +18,8 @@ from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.catalogue import get_catalogue
 from needlecare.core.tokens import TokenClaims
-from needlecare.followup.protocols import Protocol, Step, get_protocol
+from needlecare.followup.protocol_schema import Protocol, Step
+from needlecare.followup.protocols import get_protocol
 from needlecare.followup.questions import SurveyAnswers
 from needlecare.safety import escalation
 

@@ -2,15 +2,14 @@
 
 import logging
 import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from needlecare.core.settings import Settings, get_settings
-from needlecare.web import auth, cases, dashboard, ingress, logfilter, outbox, pages, surveys, unsubscribe
+from needlecare.web import auth, cases, errors, ingress, logfilter, outbox, pages, surveys, undelivered, unsubscribe
+from needlecare.web.dashboard import routes as dashboard
 
 log = logging.getLogger("needlecare.web")
 
@@ -39,20 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(surveys.router)
     app.include_router(auth.router)
     app.include_router(cases.router)
+    app.include_router(undelivered.router)
     app.include_router(dashboard.router)
     auth.install(app)
     if settings.is_development:
         app.include_router(outbox.router)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        reference = uuid.uuid4().hex[:12]
-        # The exception type and a reference only: messages may carry request data.
-        log.error("unhandled %s on %s %s (ref %s)", type(exc).__name__, request.method, request.url.path, reference)
-        return JSONResponse(
-            status_code=500, content={"detail": "internal error; nothing was stored half-way", "reference": reference}
-        )
-
+    app.add_middleware(errors.ErrorBoundary)  # 503 when the database is down, 500 otherwise; IDs-only logs
     return app
 
 

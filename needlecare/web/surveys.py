@@ -38,7 +38,8 @@ from needlecare.followup.questions import (
 from needlecare.safety import escalation, sla
 from needlecare.safety.advice import Advice, advice_from
 from needlecare.safety.clinic_config import config_of
-from needlecare.safety.rules import EvaluationInput, evaluate, get_rules
+from needlecare.safety.rules.evaluation import EvaluationInput, evaluate
+from needlecare.safety.rules.ruleset import get_rules
 from needlecare.surveys.responses import (
     Channel,
     Reason,

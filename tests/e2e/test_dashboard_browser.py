@@ -22,7 +22,7 @@ from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import reports
+from needlecare.outcomes import report_pdf
 from needlecare.outcomes import store as report_store
 from needlecare.staff import auth
 from tests.conftest import free_port
@@ -151,7 +151,7 @@ def test_log_in_filter_by_injury_and_download(page: Page, env: Env) -> None:
     )
     assert rate["display"] == "71.2 %"
 
-    if not reports.chromium_available():
+    if not report_pdf.chromium_available():
         pytest.skip("no Chromium on the server's PATH to print the PDF with")
     with page.expect_download(timeout=120_000) as pdf_download:
         page.get_by_role("link", name="Download PDF").click()

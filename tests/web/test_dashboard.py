@@ -1,4 +1,4 @@
-"""The practitioner dashboard behind the login (needlecare/web/dashboard.py), on SQLite and PostgreSQL.
+"""The practitioner dashboard behind the login (needlecare/web/dashboard/), on SQLite and PostgreSQL.
 
 Rows go straight into the tables (tests/outcome_rows.py) with numbers chosen so every figure checked below can
 be worked out by hand: one Achilles cohort of 40 episodes whose 6-week survey was due, 25 of them answered.
@@ -21,11 +21,11 @@ from models import Clinic, ClinicCreate, Notification, Patient
 from models.base import utcnow
 from needlecare.core.settings import Settings
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import reports
+from needlecare.outcomes import report_pdf
 from needlecare.outcomes.nonresponders import list_nonresponders
 from needlecare.staff import auth
 from needlecare.web.app import create_app
-from needlecare.web.dashboard import WAIT_STATE, report_cache
+from needlecare.web.dashboard.snapshots import WAIT_STATE, report_cache
 from tests.outcome_rows import T0, Ep, OutcomeRows
 
 PASSWORD = "correct horse battery staple"
@@ -379,7 +379,7 @@ def test_csv_download_holds_the_figures_the_page_shows(client: TestClient, db: S
     assert {r["injury"] for r in csv.DictReader(io.StringIO(only_pfps.text))} == {PFPS}
 
 
-@pytest.mark.skipif(not reports.chromium_available(), reason="no Chromium on PATH to print the PDF with")
+@pytest.mark.skipif(not report_pdf.chromium_available(), reason="no Chromium on PATH to print the PDF with")
 def test_pdf_download_is_a_pdf(client: TestClient, db: Session) -> None:
     build(db, "riverside-physio")
     login(client)
@@ -396,7 +396,7 @@ def test_pdf_download_is_a_pdf(client: TestClient, db: Session) -> None:
 def test_pdf_without_chromium_is_a_503_page(
     client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    monkeypatch.setenv(reports.CHROMIUM_ENV, str(tmp_path / "no-such-browser"))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(tmp_path / "no-such-browser"))
     login(client)
     response = client.get("/dashboard/export.pdf")
     assert response.status_code == 503

@@ -27,7 +27,7 @@ from needlecare.outcomes import store as report_store
 from needlecare.outcomes.periods import PERIODS, preset_since
 from needlecare.staff import auth
 from needlecare.web.app import create_app
-from needlecare.web.dashboard import WAIT_STATE, report_cache
+from needlecare.web.dashboard.snapshots import WAIT_STATE, report_cache
 from tests.outcome_rows import T0, OutcomeRows
 from tests.web.test_dashboard import ACHILLES, EMAIL, PASSWORD, PFPS, answered_episodes, build, login, overview_cell
 
@@ -186,7 +186,7 @@ def test_a_failed_computation_shows_an_error_page_once_then_tries_again(
 
     monkeypatch.setattr(report_store, "compute", broken)
     gate.clear()  # fails only after the page answered "computing"
-    with caplog.at_level(logging.ERROR, logger="needlecare.web.dashboard"):
+    with caplog.at_level(logging.ERROR, logger="needlecare.web.dashboard.snapshots"):
         assert "Computing these figures" in web.get("/dashboard").text
         gate.set()
         cache_of(web).wait()

@@ -14,7 +14,8 @@ from needlecare.core.catalogue import get_catalogue
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import make_token
 from needlecare.followup import planning
-from needlecare.followup.protocols import Protocol, Step, get_protocol
+from needlecare.followup.protocol_schema import Protocol, Step
+from needlecare.followup.protocols import get_protocol
 from needlecare.intake import ingest
 from needlecare.web.app import create_app
 from tests.factories import event_body

@@ -33,7 +33,8 @@ from needlecare.safety.advice import (
     Advice,
     advice_from,
 )
-from needlecare.safety.rules import EvaluationInput, evaluate, get_rules
+from needlecare.safety.rules.evaluation import EvaluationInput, evaluate
+from needlecare.safety.rules.ruleset import get_rules
 from needlecare.surveys.responses import SurveyUnavailable, load_contact, record_answer
 from needlecare.web.app import create_app
 from needlecare.web.surveys import router

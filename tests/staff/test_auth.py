@@ -1,4 +1,4 @@
-"""Staff logins (needlecare/auth.py) and `needlecare staff …`: hashing, lockout, sessions, CSRF, audit.
+"""Staff logins (needlecare/staff/auth.py) and `needlecare staff …`: hashing, lockout, sessions, CSRF, audit.
 
 Database tests run on SQLite and PostgreSQL through the shared ``db`` fixture.
 """

@@ -28,8 +28,11 @@ from needlecare.cli.main import app
 from needlecare.core import clock, events
 from needlecare.core import db as database
 from needlecare.core.settings import Settings, get_settings
-from needlecare.demo.cohort import Cohort, PlannedAnswer, generate_cohort
-from needlecare.demo.simulation import DemoRefused, bulk_load, run_demo
+from needlecare.demo.bulk import bulk_load
+from needlecare.demo.clinic import DemoRefused
+from needlecare.demo.cohort import Cohort, generate_cohort
+from needlecare.demo.simulation import run_demo
+from needlecare.demo.trajectories import PlannedAnswer
 from needlecare.followup.protocols import get_protocol
 
 CLINIC = "demo-clinic"

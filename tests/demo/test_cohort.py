@@ -10,8 +10,8 @@ import pytest
 
 from models.base import utcnow
 from needlecare.core.catalogue import get_catalogue
+from needlecare.demo.clinic import session_event
 from needlecare.demo.cohort import Cohort, generate_cohort, iter_patients
-from needlecare.demo.simulation import session_event
 from needlecare.followup.protocols import get_protocol
 from needlecare.followup.questions import BREATHING, BSI_ONLY, validate_answers
 from needlecare.intake import ingest

@@ -7,16 +7,9 @@ from typing import Any
 import pytest
 
 from needlecare.followup.questions import BSI_ONLY, REDFLAGS, SurveyAnswers
-from needlecare.safety.rules import (
-    DEFAULT_PATH,
-    EvaluationInput,
-    RulesError,
-    RuleSet,
-    Tier,
-    evaluate,
-    get_rules,
-    load_rules,
-)
+from needlecare.safety.rules.evaluation import EvaluationInput, evaluate
+from needlecare.safety.rules.ruleset import DEFAULT_PATH, RulesError, RuleSet, get_rules, load_rules
+from needlecare.safety.rules.variables import Tier
 
 TRUNK = ["thoracic_back", "calf"]
 LEGS = ["calf", "thigh_back"]

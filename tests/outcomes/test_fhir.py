@@ -23,11 +23,12 @@ from needlecare.core.catalogue import get_catalogue
 from needlecare.core.settings import get_settings
 from needlecare.core.tokens import TokenClaims
 from needlecare.followup import planning
-from needlecare.followup.protocols import QUESTION_IDS, get_protocol, get_protocols
+from needlecare.followup.protocol_schema import QUESTION_IDS
+from needlecare.followup.protocols import get_protocol, get_protocols
 from needlecare.followup.questions import validate_answers
 from needlecare.intake import ingest
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import fhir
+from needlecare.outcomes import fhir_codes, fhir_export, fhir_questionnaire, fhir_responses
 from needlecare.surveys.responses import load_contact, record_answer
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
 
@@ -122,9 +123,9 @@ def answered(db: Session, clinic: Clinic) -> dict[str, int]:
 
 def read_export(out: Path) -> dict[str, list[dict[str, Any]]]:
     """Every line of every file, parsed and validated with fhir.resources; keyed by resource type."""
-    assert sorted(p.name for p in out.iterdir()) == sorted(fhir.FILES.values()), "no temporary files left"
+    assert sorted(p.name for p in out.iterdir()) == sorted(fhir_export.FILES.values()), "no temporary files left"
     resources: dict[str, list[dict[str, Any]]] = {}
-    for resource_type, name in fhir.FILES.items():
+    for resource_type, name in fhir_export.FILES.items():
         lines = (out / name).read_text(encoding="utf-8").splitlines()
         parsed = [json.loads(line) for line in lines]
         for obj in parsed:
@@ -156,18 +157,18 @@ def clinic_response_count(db: Session, clinic_id: str) -> int:
 
 
 def test_every_question_is_either_exported_or_named_as_free_text() -> None:
-    assert set(fhir.ANSWER_ORDER) | fhir.NOT_EXPORTED == QUESTION_IDS
-    assert not set(fhir.ANSWER_ORDER) & fhir.NOT_EXPORTED
+    assert set(fhir_codes.ANSWER_ORDER) | fhir_codes.NOT_EXPORTED == QUESTION_IDS
+    assert not set(fhir_codes.ANSWER_ORDER) & fhir_codes.NOT_EXPORTED
 
 
 def test_local_codes_do_not_collide_with_catalogue_measures_and_self_test_units_are_ucum() -> None:
     catalogue = get_catalogue()
-    local = {measure.code for measure in fhir.MEASURES.values()}
-    assert fhir.SORENESS_CODE in local
+    local = {measure.code for measure in fhir_codes.MEASURES.values()}
+    assert fhir_codes.SORENESS_CODE in local
     assert not local & set(catalogue.measures)
     for protocol in get_protocols().values():
         if protocol.rom_test is not None:
-            assert catalogue.measures[protocol.rom_test.measure].unit in fhir.UCUM_UNITS, protocol.injury
+            assert catalogue.measures[protocol.rom_test.measure].unit in fhir_codes.UCUM_UNITS, protocol.injury
 
 
 @pytest.mark.parametrize(
@@ -175,14 +176,14 @@ def test_local_codes_do_not_collide_with_catalogue_measures_and_self_test_units_
     [(("q", "achilles_tendinopathy", "check_24h", "2026-11-22"), "q-achilles-tendinopathy-check-24h-2026-11-22")],
 )
 def test_ids_are_valid_fhir_ids(parts: tuple[str, ...], expected: str) -> None:
-    assert fhir.fhir_id(*parts) == expected
-    long = fhir.fhir_id("obs", 123456789, "x" * 100)
-    assert len(long) == 64 and long != fhir.fhir_id("obs", 123456789, "x" * 99)
+    assert fhir_codes.fhir_id(*parts) == expected
+    long = fhir_codes.fhir_id("obs", 123456789, "x" * 100)
+    assert len(long) == 64 and long != fhir_codes.fhir_id("obs", 123456789, "x" * 99)
 
 
 def test_every_protocol_step_builds_a_valid_questionnaire_without_free_text() -> None:
     protocols = get_protocols()
-    questionnaires = fhir.build_questionnaires(protocols)
+    questionnaires = fhir_questionnaire.build_questionnaires(protocols)
     assert len(questionnaires) == sum(len(p.steps) for p in protocols.values())
     assert len({q.id for q in questionnaires}) == len(questionnaires)
     for q in questionnaires:
@@ -198,7 +199,7 @@ def test_export_writes_valid_resources_that_match_the_database(
     db: Session, answered: dict[str, int], tmp_path: Path
 ) -> None:
     out = tmp_path / "export"
-    counts = fhir.export_clinic(db, CLINIC, out)
+    counts = fhir_export.export_clinic(db, CLINIC, out)
     resources = read_export(out)
 
     protocols = get_protocols()
@@ -223,7 +224,10 @@ def test_export_writes_valid_resources_that_match_the_database(
     qr = responses[f"qr-{stored.id}"]
     assert qr["subject"] == {"reference": f"Patient/{stored.patient_id}"}
     assert datetime.fromisoformat(qr["authored"]) == stored.submitted_at
-    assert qr["questionnaire"] == f"{fhir.FHIR_BASE}/Questionnaire/{ACHILLES}/check_72h|{protocols[ACHILLES].version}"
+    assert (
+        qr["questionnaire"]
+        == f"{fhir_codes.FHIR_BASE}/Questionnaire/{ACHILLES}/check_72h|{protocols[ACHILLES].version}"
+    )
     flags = next(item for item in qr["item"] if item["linkId"] == "redflags")
     assert [a["valueCoding"]["code"] for a in flags["answer"]] == ["spreading_redness"]
 
@@ -235,13 +239,17 @@ def test_export_writes_valid_resources_that_match_the_database(
     worst = observations[f"obs-{stored.id}-nprs-worst"]
     for obs, value, local in ((usual, 4, "nprs_usual"), (worst, 7, "nprs_worst")):
         codes = {(c["system"], c["code"]) for c in obs["code"]["coding"]}
-        assert codes == {("http://loinc.org", "72514-3"), (fhir.MEASURES_SYSTEM, local)}
+        assert codes == {("http://loinc.org", "72514-3"), (fhir_codes.MEASURES_SYSTEM, local)}
         assert obs["valueInteger"] == value
         assert obs["subject"] == {"reference": f"Patient/{stored.patient_id}"}
         assert datetime.fromisoformat(obs["effectiveDateTime"]) == stored.submitted_at
     soreness = observations[f"obs-{stored.id}-post-needling-soreness-nrs"]
     assert soreness["code"]["coding"] == [
-        {"system": fhir.MEASURES_SYSTEM, "code": "post_needling_soreness_nrs", "display": soreness["code"]["text"]}
+        {
+            "system": fhir_codes.MEASURES_SYSTEM,
+            "code": "post_needling_soreness_nrs",
+            "display": soreness["code"]["text"],
+        }
     ]
     groc = observations[f"obs-{stored.id}-groc15"]
     assert groc["valueInteger"] == 2 and "http://loinc.org" not in json.dumps(groc["code"])
@@ -261,7 +269,7 @@ def test_export_writes_valid_resources_that_match_the_database(
 def test_no_patient_details_or_free_text_leave_the_app(db: Session, answered: dict[str, int], tmp_path: Path) -> None:
     stored = db.exec(select(SurveyResponse.free_text).where(col(SurveyResponse.free_text).is_not(None))).all()
     assert stored == [FREE_TEXT, FREE_TEXT], "the free text is in the database, so its absence below means something"
-    fhir.export_clinic(db, CLINIC, tmp_path / "out")
+    fhir_export.export_clinic(db, CLINIC, tmp_path / "out")
     text = "".join(path.read_text(encoding="utf-8") for path in sorted((tmp_path / "out").glob("*.ndjson")))
     assert text.count("\n") > 60
     for secret in FORBIDDEN:
@@ -273,12 +281,12 @@ def test_no_patient_details_or_free_text_leave_the_app(db: Session, answered: di
 
 
 def test_batches_give_the_same_files_and_report_progress(db: Session, answered: dict[str, int], tmp_path: Path) -> None:
-    fhir.export_clinic(db, CLINIC, tmp_path / "one")
+    fhir_export.export_clinic(db, CLINIC, tmp_path / "one")
     calls: list[int] = []
-    counts = fhir.export_clinic(db, CLINIC, tmp_path / "batched", progress=calls.append, batch_size=3)
+    counts = fhir_export.export_clinic(db, CLINIC, tmp_path / "batched", progress=calls.append, batch_size=3)
     assert calls == [3, 1]
     assert counts.responses == 4
-    for name in fhir.FILES.values():
+    for name in fhir_export.FILES.values():
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "batched" / name).read_bytes(), name
 
 
@@ -292,7 +300,7 @@ def test_a_response_to_an_older_protocol_version_cites_that_version(
     contact.protocol_version = "2025-01-01"
     db.add(contact)
     db.commit()
-    counts = fhir.export_clinic(db, CLINIC, tmp_path / "out")
+    counts = fhir_export.export_clinic(db, CLINIC, tmp_path / "out")
     assert counts.older_versions == 1
     responses = read_export(tmp_path / "out")["QuestionnaireResponse"]
     [qr] = [r for r in responses if r["id"] == f"qr-{stored.id}"]
@@ -305,25 +313,25 @@ def test_a_failed_export_leaves_the_directory_as_it_was(
     out = tmp_path / "out"
     out.mkdir()
     (out / "Questionnaire.ndjson").write_text("previous export\n")
-    real = fhir.build_observations
+    real = fhir_responses.build_observations
     built: list[int] = []
 
-    def fail_on_the_third(row: fhir.ResponseRow, catalogue: Any) -> list[Any]:
+    def fail_on_the_third(row: fhir_responses.ResponseRow, catalogue: Any) -> list[Any]:
         built.append(row.id)
         if len(built) == 3:
             raise OSError(28, "No space left on device")
         return real(row, catalogue)
 
-    monkeypatch.setattr(fhir, "build_observations", fail_on_the_third)
-    with pytest.raises(fhir.ExportError, match="No space left on device"):
-        fhir.export_clinic(db, CLINIC, out, batch_size=1)
+    monkeypatch.setattr(fhir_export, "build_observations", fail_on_the_third)
+    with pytest.raises(fhir_export.ExportError, match="No space left on device"):
+        fhir_export.export_clinic(db, CLINIC, out, batch_size=1)
     assert [p.name for p in out.iterdir()] == ["Questionnaire.ndjson"]
     assert (out / "Questionnaire.ndjson").read_text() == "previous export\n"
 
 
 def test_an_unknown_clinic_is_refused_before_anything_is_written(db: Session, clinic: Clinic, tmp_path: Path) -> None:
-    with pytest.raises(fhir.UnknownClinic, match="known clinics: riverside-physio"):
-        fhir.export_clinic(db, "nowhere-physio", tmp_path / "out")
+    with pytest.raises(fhir_export.UnknownClinic, match="known clinics: riverside-physio"):
+        fhir_export.export_clinic(db, "nowhere-physio", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

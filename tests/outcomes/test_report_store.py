@@ -20,12 +20,12 @@ from models import Clinic, ClinicCreate, ReportSnapshot
 from models.base import utcnow
 from needlecare.core.settings import get_settings
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import reports
+from needlecare.outcomes import report_csv, report_json, reports
 from needlecare.outcomes import store as report_store
 from needlecare.outcomes.periods import PERIODS
 from needlecare.outcomes.suppression import Figure
-from needlecare.web.dashboard import read_filters
-from tests.test_reports import NOW, seed
+from needlecare.web.dashboard.filters import read_filters
+from tests.outcomes.test_reports import NOW, seed
 
 ALL_TIME = "injury=*;practitioner=*;since=-;until=-"
 
@@ -49,7 +49,7 @@ def figures(value: Any) -> Iterator[Figure]:
 
 @pytest.fixture
 def data(db: Session, clinic: Clinic) -> reports.ReportData:
-    """tests/test_reports.py's cohort: shown figures, complementary suppression and "< 11" cells."""
+    """tests/outcomes/test_reports.py's cohort: shown figures, complementary suppression and "< 11" cells."""
     seed(db)
     return reports.build_report(db, clinic.id, now=NOW)
 
@@ -84,15 +84,15 @@ def test_the_exports_still_never_print_a_raw_n(data: reports.ReportData) -> None
     back = report_store.decode(report_store.encode(data))
     for figure in figures(back):
         assert "n" not in figure.model_dump() and '"n":' not in figure.model_dump_json()
-    exported = reports.render_json(back)
-    assert exported == reports.render_json(data)
+    exported = report_json.render_json(back)
+    assert exported == report_json.render_json(data)
     document = json.loads(exported)
     rows = [row for injury in document["injuries"] for section in injury["sections"] for row in section["figures"]]
     hidden = [r for r in rows if not r["n_display"].isdigit()]  # "< 11" or "suppressed"
     assert len(rows) > 50 and hidden, "the cohort has figures whose n is suppressed"
     assert all(r["n"] is None for r in hidden), "a suppressed n is null in the JSON export"
     assert all(r["n"] == int(r["n_display"]) for r in rows if r not in hidden)
-    assert reports.render_csv(back) == reports.render_csv(data)
+    assert report_csv.render_csv(back) == report_csv.render_csv(data)
 
 
 @pytest.mark.parametrize(

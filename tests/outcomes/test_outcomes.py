@@ -11,10 +11,12 @@ from sqlalchemy import event
 from sqlmodel import Session
 
 from models import Clinic
-from needlecare.outcomes import queries as outcomes
 from needlecare.outcomes import stats
-from needlecare.outcomes.queries import OutcomeReport, StepRow
+from needlecare.outcomes.compute import compute_outcomes
+from needlecare.outcomes.definitions import ADVERSE_KINDS
+from needlecare.outcomes.results import OutcomeReport, StepRow
 from needlecare.outcomes.suppression import Reason
+from needlecare.outcomes.trajectory import step_rates, trajectory
 from needlecare.safety.clinic_config import ReportPolicy
 from tests.outcome_rows import T0, OutcomeRows
 
@@ -78,7 +80,7 @@ def test_due_answered_and_response_rate(db: Session, clinic: Clinic) -> None:
         contacts["outcome_6wk"].append((ep.patient_id, status))
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
 
     assert [r.step_id for r in report.rows] == ["check_24h", "outcome_6wk"]
     for step_id, made in contacts.items():
@@ -111,7 +113,7 @@ def test_small_cells_in_a_step_row_are_suppressed_with_their_complement(db: Sess
             rows.contact(ep, "outcome_6wk", status="expired")
     rows.commit()
 
-    got = row(outcomes.compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk")
+    got = row(compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk")
 
     assert got.contacts_due.display == "18"
     assert got.contacts_not_answered.suppressed_reason == Reason.SMALL_COUNT
@@ -142,7 +144,7 @@ def test_paired_pain_change_matches_numpy(db: Session, clinic: Clinic) -> None:
             patients.add(ep.patient_id)
     rows.commit()
 
-    got = row(outcomes.compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk").pain
+    got = row(compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk").pain
 
     assert got is not None and len(changes) >= 20
     check_summary(got.raw.summary, changes)
@@ -174,7 +176,7 @@ def test_pain_responder_rule_at_its_edges(db: Session, clinic: Clinic) -> None:
         rows.answer(ep, "outcome_6wk", nprs_usual=follow_up, submitted_at=ep.started_at + timedelta(days=40))
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
 
     expected = [pair for pair in EDGE_PAIRS if pain_responder(*pair)]
     assert expected == [(10, 7), (3, 1), (2, 0), (6, 4), (9, 6), (4, 2)]
@@ -208,7 +210,7 @@ def test_rom_change_per_measure_direction_and_mdc(db: Session, clinic: Clinic) -
         ober.append(follow - base)
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
 
     (achilles,) = row(report, "outcome_6wk").rom
     assert achilles.measure == "wblt_cm" and achilles.unit == "cm" and achilles.direction == "higher_better"
@@ -240,7 +242,7 @@ def test_suppression_boundaries_10_11_19_20(db: Session, clinic: Clinic, policy:
             values[injury].append(follow - 8)
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=policy)
+    report = compute_outcomes(db, clinic.id, policy=policy)
 
     for injury, n in sizes.items():
         got = row(report, "outcome_6wk", injury)
@@ -265,13 +267,13 @@ def test_adverse_events_per_100_checked_sessions(db: Session, clinic: Clinic) ->
     rng = np.random.default_rng(31)
     rows = OutcomeRows(db, clinic.id)
     flags_choices: list[list[str]] = [[], ["none"], ["none"], ["breathless"], ["chest_pain", "palpitations"]]
-    expected = dict.fromkeys(outcomes.ADVERSE_KINDS, 0)
+    expected = dict.fromkeys(ADVERSE_KINDS, 0)
     sessions = due_check = checked = 0
     for _ in range(70):
         ep = rows.episode()
         session = rows.session(ep)
         sessions += 1
-        seen = dict.fromkeys(outcomes.ADVERSE_KINDS, False)
+        seen = dict.fromkeys(ADVERSE_KINDS, False)
         is_due = is_checked = False
         for step_id in ("check_24h", "check_72h", "check_7d"):
             status = str(rng.choice(["answered", "answered", "expired", "planned", "none"]))
@@ -301,7 +303,7 @@ def test_adverse_events_per_100_checked_sessions(db: Session, clinic: Clinic) ->
                 expected[kind] += value
     rows.commit()
 
-    (got,) = outcomes.compute_outcomes(db, clinic.id, policy=POLICY).adverse
+    (got,) = compute_outcomes(db, clinic.id, policy=POLICY).adverse
 
     assert got.raw.sessions == sessions
     assert got.raw.sessions_due_check == due_check
@@ -354,7 +356,7 @@ def test_escalations_by_rule_and_time_to_acknowledge(db: Session, clinic: Clinic
                 ack_seconds.setdefault(rule, []).append(seconds)
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
 
     by_rule = {r.rule_id: r for r in report.escalations}
     assert list(by_rule) == ["all", *sorted(per_rule)]
@@ -412,7 +414,7 @@ def test_time_to_recovery_matches_scipy_kaplan_meier(db: Session, clinic: Clinic
         rows.answer(ep, "outcome_4wk", nprs_usual=1, submitted_at=ep.started_at + timedelta(days=27))
     rows.commit()
 
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
     got = {r.injury: r for r in report.recovery}
 
     times = np.array([t for t, _ in observed])
@@ -454,7 +456,7 @@ def test_km_needs_both_minimums(db: Session, clinic: Clinic) -> None:
             rows.answer(ep, "outcome_4wk", nprs_usual=1 if event else 6, submitted_at=when)
     rows.commit()
 
-    got = {r.injury: r for r in outcomes.compute_outcomes(db, clinic.id, policy=POLICY).recovery}
+    got = {r.injury: r for r in compute_outcomes(db, clinic.id, policy=POLICY).recovery}
 
     for injury in ("mtss", "calf_strain"):
         assert got[injury].median_days.suppressed_reason == Reason.INSUFFICIENT
@@ -486,7 +488,7 @@ def test_filters_injury_practitioner_and_period(db: Session, clinic: Clinic) -> 
     rows.commit()
 
     def due(step_id: str, **kw: Any) -> dict[str, int]:
-        report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY, **kw)
+        report = compute_outcomes(db, clinic.id, policy=POLICY, **kw)
         return {r.injury: r.raw.contacts_due for r in report.rows if r.step_id == step_id}
 
     assert due("outcome_6wk") == {ACHILLES: 16, "pfps": 8}
@@ -502,10 +504,10 @@ def test_filters_injury_practitioner_and_period(db: Session, clinic: Clinic) -> 
     assert due("outcome_6wk", since=since, until=until) == {
         inj: sum(1 for m in window if m["injury"] == inj) for inj in (ACHILLES, "pfps")
     }
-    adverse = outcomes.compute_outcomes(db, clinic.id, policy=POLICY, practitioner_id=second).adverse
+    adverse = compute_outcomes(db, clinic.id, policy=POLICY, practitioner_id=second).adverse
     assert {a.injury: a.raw.sessions for a in adverse} == {ACHILLES: 16, "pfps": 8}
     with pytest.raises(ValueError):
-        outcomes.compute_outcomes(db, clinic.id, policy=POLICY, since=since.replace(tzinfo=None))
+        compute_outcomes(db, clinic.id, policy=POLICY, since=since.replace(tzinfo=None))
 
 
 @pytest.fixture
@@ -543,18 +545,18 @@ def test_statement_count_does_not_grow_with_patients(db: Session, clinic: Clinic
     rows = OutcomeRows(db, clinic.id)
     _some_patients(rows, 3)
     statements.clear()
-    outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    compute_outcomes(db, clinic.id, policy=POLICY)
     few = len(statements)
     _some_patients(rows, 40)
     statements.clear()
-    report = outcomes.compute_outcomes(db, clinic.id, policy=POLICY)
+    report = compute_outcomes(db, clinic.id, policy=POLICY)
     assert len(statements) == few == 6
     assert report.rows and report.adverse and report.escalations and report.recovery
     statements.clear()
-    points = outcomes.trajectory(db, clinic.id, policy=POLICY)
+    points = trajectory(db, clinic.id, policy=POLICY)
     assert len(statements) == 2
     statements.clear()
-    reused = outcomes.trajectory(db, clinic.id, policy=POLICY, rates=outcomes.step_rates(report))
+    reused = trajectory(db, clinic.id, policy=POLICY, rates=step_rates(report))
     assert len(statements) == 1
     assert reused == points and any(p.response_rate is not None for p in points)
 
@@ -583,7 +585,7 @@ def test_trajectory_means_match_numpy(db: Session, clinic: Clinic) -> None:
             rom.append(r2)
     rows.commit()
 
-    points = outcomes.trajectory(db, clinic.id, policy=POLICY)
+    points = trajectory(db, clinic.id, policy=POLICY)
 
     keys = [(p.step_id, p.measure) for p in points]
     assert keys == [
@@ -613,7 +615,7 @@ def test_paired_n_is_hidden_when_it_would_give_back_a_suppressed_answered_count(
         else:
             rows.contact(ep, "outcome_6wk", status="expired")
     rows.commit()
-    got = row(outcomes.compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk", "pfps")
+    got = row(compute_outcomes(db, clinic.id, policy=POLICY), "outcome_6wk", "pfps")
     assert got.contacts_not_answered.display == POLICY.small_text and not got.contacts_answered.shown
     assert got.pain is not None and got.pain.raw.n == 14
     assert not got.pain.n.shown and got.pain.n.display == "suppressed" and "14" not in got.pain.n.display

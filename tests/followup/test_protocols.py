@@ -11,15 +11,8 @@ from needlecare.cli.protocols import protocols_app
 from needlecare.core.catalogue import get_catalogue
 from needlecare.core.settings import get_settings
 from needlecare.followup import protocols as protocols_module
-from needlecare.followup.protocols import (
-    PROTOCOLS_DIR,
-    QUESTION_IDS,
-    Protocol,
-    ProtocolError,
-    get_protocol,
-    get_protocols,
-    load_protocols,
-)
+from needlecare.followup.protocol_schema import QUESTION_IDS, Protocol
+from needlecare.followup.protocols import PROTOCOLS_DIR, ProtocolError, get_protocol, get_protocols, load_protocols
 
 runner = CliRunner()
 ANKLE_CALF = {"achilles_tendinopathy", "plantar_fasciitis", "mtss", "calf_strain"}

@@ -10,7 +10,7 @@ import pytest
 
 from needlecare.outcomes import charts, stats
 from needlecare.outcomes.charts import ResponderBar, responder_bars_svg, step_label, trajectory_svg
-from needlecare.outcomes.queries import TrajectoryPoint
+from needlecare.outcomes.results import TrajectoryPoint
 from needlecare.outcomes.suppression import count_figure, share_figure, statistic_figure
 from needlecare.safety.clinic_config import ReportPolicy
 

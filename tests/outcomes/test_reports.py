@@ -28,7 +28,7 @@ from needlecare.cli.main import app
 from needlecare.core import db as database
 from needlecare.core.settings import get_settings
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import reports
+from needlecare.outcomes import report_csv, report_files, report_html, report_json, report_pdf, report_rows, reports
 from needlecare.safety.clinic_config import ClinicConfig, ReportPolicy, to_stored
 from tests.conftest import DB_KINDS
 from tests.outcome_rows import T0, OutcomeRows
@@ -39,7 +39,7 @@ OTHER = "hillside-physio"
 OTHER_NAME = "Hillside <Sports> & Rehab"
 NOW = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)
 runner = CliRunner()
-needs_chromium = pytest.mark.skipif(not reports.chromium_available(), reason="Chromium is not installed")
+needs_chromium = pytest.mark.skipif(not report_pdf.chromium_available(), reason="Chromium is not installed")
 
 
 def seed(db: Session) -> None:
@@ -138,12 +138,12 @@ def data(report_url: str) -> reports.ReportData:
 
 @pytest.fixture(scope="module")
 def html(data: reports.ReportData) -> str:
-    return reports.render_html(data)
+    return report_html.render_html(data)
 
 
 @pytest.fixture(scope="module")
 def csv_rows(data: reports.ReportData) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(reports.render_csv(data))))
+    return list(csv.DictReader(io.StringIO(report_csv.render_csv(data))))
 
 
 class Cells(HTMLParser):
@@ -208,8 +208,8 @@ def test_dates_are_read_in_the_clinic_time_zone_and_filter_the_cohort(report_url
     assert later.filters.since == datetime(2026, 1, 8, tzinfo=ZoneInfo("America/New_York"))
     achilles = [r for r in later.outcomes.rows if r.injury == "achilles_tendinopathy"]
     assert achilles and all(r.raw.contacts_due < 45 for r in achilles)
-    assert reports.figure_rows(empty) == []
-    page = reports.render_html(empty)
+    assert report_rows.figure_rows(empty) == []
+    page = report_html.render_html(empty)
     assert "No episode of this clinic matches the filters yet." in page
     assert "episodes started before 2026-01-01 00:00 (America/New_York)" in page
 
@@ -283,7 +283,7 @@ def test_html_shows_suppressed_cells_as_their_text_and_never_the_hidden_number(
 
 def test_html_escapes_names_and_shows_definitions_and_sources(report_url: str, html: str) -> None:
     with Session(database.get_engine(report_url)) as db:
-        other = reports.render_html(reports.build_report(db, OTHER, now=NOW))
+        other = report_html.render_html(reports.build_report(db, OTHER, now=NOW))
     assert "Hillside &lt;Sports&gt; &amp; Rehab" in other and "<Sports>" not in other
     definitions = html.index('id="definitions-title"')
     assert html.index("Pain responder", definitions) > definitions
@@ -294,8 +294,8 @@ def test_html_escapes_names_and_shows_definitions_and_sources(report_url: str, h
 
 
 def test_csv_json_and_html_hold_the_same_figures(html: str, csv_rows: list[dict[str, str]], data: Any) -> None:
-    assert list(csv_rows[0]) == list(reports.CSV_COLUMNS)
-    document = json.loads(reports.render_json(data))
+    assert list(csv_rows[0]) == list(report_rows.CSV_COLUMNS)
+    document = json.loads(report_json.render_json(data))
     flattened: list[dict[str, str]] = []
     for injury in document["injuries"]:
         for section in injury["sections"]:
@@ -309,7 +309,7 @@ def test_csv_json_and_html_hold_the_same_figures(html: str, csv_rows: list[dict[
                         else repr(record[c])
                         if isinstance(record[c], float)
                         else str(record[c])
-                        for c in reports.CSV_COLUMNS
+                        for c in report_rows.CSV_COLUMNS
                     }
                 )
     assert flattened == csv_rows
@@ -375,12 +375,12 @@ def pdf_text(content: bytes) -> str:
 
 @needs_chromium
 def test_pdf_opens_and_shows_the_same_key_figures(data: reports.ReportData, html: str) -> None:
-    content = reports.render_pdf(data, html=html)
+    content = report_pdf.render_pdf(data, html=html)
     assert content.startswith(b"%PDF")
     assert len(PdfReader(io.BytesIO(content)).pages) >= 2
     text = pdf_text(content)
     assert "Outcome report: Riverside Physio" in text
-    rows = reports.figure_rows(data)
+    rows = report_rows.figure_rows(data)
     key_figures = [r for r in rows if r.metric in ("response_rate", "responder_rate", "mean_change", "contacts_due")]
     assert key_figures
     for row in key_figures:
@@ -396,26 +396,26 @@ def test_pdf_opens_and_shows_the_same_key_figures(data: reports.ReportData, html
 
 def test_pdf_without_chromium_says_what_to_install(data: reports.ReportData, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEEDLECARE_CHROMIUM", "/nonexistent/chromium")
-    with pytest.raises(reports.PdfUnavailable, match="NEEDLECARE_CHROMIUM=/nonexistent/chromium"):
-        reports.render_pdf(data, html="<p>x</p>")
+    with pytest.raises(report_pdf.PdfUnavailable, match="NEEDLECARE_CHROMIUM=/nonexistent/chromium"):
+        report_pdf.render_pdf(data, html="<p>x</p>")
     monkeypatch.delenv("NEEDLECARE_CHROMIUM")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(reports.PdfUnavailable, match="apt-get install chromium"):
-        reports.render_pdf(data, html="<p>x</p>")
-    assert not reports.chromium_available()
+    with pytest.raises(report_pdf.PdfUnavailable, match="apt-get install chromium"):
+        report_pdf.render_pdf(data, html="<p>x</p>")
+    assert not report_pdf.chromium_available()
 
 
 # ---- snapshots -----------------------------------------------------------------------------------------------
 
 
 def test_write_snapshot_writes_dated_files_atomically(data: reports.ReportData, tmp_path: Path) -> None:
-    paths = reports.write_snapshot(data, tmp_path, ["csv", "json", "html", "csv"])
+    paths = report_files.write_snapshot(data, tmp_path, ["csv", "json", "html", "csv"])
     folder = tmp_path / CLINIC / "2026-03-02"
     assert paths == [folder / "outcomes.csv", folder / "outcomes.json", folder / "outcomes.html"]
     assert sorted(os.listdir(folder)) == ["outcomes.csv", "outcomes.html", "outcomes.json"]  # no temp file left
-    assert paths[0].read_text() == reports.render_csv(data)
+    assert paths[0].read_text() == report_csv.render_csv(data)
     with pytest.raises(reports.ReportError, match="choose from: html, csv, json, pdf"):
-        reports.write_snapshot(data, tmp_path, ["docx"])
+        report_files.write_snapshot(data, tmp_path, ["docx"])
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -425,9 +425,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
     def broken(src: Any, dst: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(reports.os, "replace", broken)
+    monkeypatch.setattr(report_files.os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
-        reports.write_atomic(target, b"new")
+        report_files.write_atomic(target, b"new")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["outcomes.csv"]
 
 
@@ -435,7 +435,7 @@ def test_an_injury_report_is_named_after_the_injury(report_url: str, tmp_path: P
     with Session(database.get_engine(report_url)) as db:
         data = reports.build_report(db, CLINIC, injury="mtss", now=NOW)
     assert data.injuries == ["mtss"]
-    (path,) = reports.write_snapshot(data, tmp_path, ["json"])
+    (path,) = report_files.write_snapshot(data, tmp_path, ["json"])
     assert path == tmp_path / CLINIC / "2026-03-02" / "outcomes-mtss.json"
     assert json.loads(path.read_text())["filters"]["injury"] == "mtss"
 
@@ -576,7 +576,7 @@ def test_csv_rows_never_carry_a_suppressed_answered_count_as_n(db: Session, clin
             rows.contact(ep, "outcome_6wk", status="expired")
     rows.commit()
     data = reports.build_report(db, clinic.id)
-    step_rows = [r for r in reports.figure_rows(data) if r.injury == "pfps" and r.step == "outcome_6wk"]
+    step_rows = [r for r in report_rows.figure_rows(data) if r.injury == "pfps" and r.step == "outcome_6wk"]
     assert step_rows, "the step is reported"
     for row in step_rows:
         assert row.n != 14 and row.n_display != "14", row

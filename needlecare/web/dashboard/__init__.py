@@ -1,0 +1,3 @@
+"""The practitioner dashboard behind the login: the routes (:mod:`.routes`), the checked query filters
+(:mod:`.filters`), the stored-snapshot cache and background recomputation (:mod:`.snapshots`) and the view models
+the templates receive (:mod:`.views`). Import from those modules; this package re-exports nothing."""
