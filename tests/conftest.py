@@ -71,8 +71,8 @@ def db(db_url: str) -> Iterator[Session]:
 CLINIC_SECRET = "whsec_test_secret_for_riverside"
 
 
-@pytest.fixture
-def clinic(db: Session) -> Clinic:
+def add_test_clinic(db: Session) -> Clinic:
+    """The Riverside Physio clinic with the tests' webhook secret."""
     created, _ = add_clinic(
         db,
         ClinicCreate(
@@ -86,6 +86,11 @@ def clinic(db: Session) -> Clinic:
         secret=CLINIC_SECRET,
     )
     return created
+
+
+@pytest.fixture
+def clinic(db: Session) -> Clinic:
+    return add_test_clinic(db)
 
 
 @pytest.fixture(autouse=True)

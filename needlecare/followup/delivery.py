@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,8 @@ from apprise.attachment.memory import AttachMemory
 from apprise.plugins.email import base as _email_base
 
 from needlecare.core.rendering import RenderedEmail
+from needlecare.core.retry import next_attempt
+from needlecare.core.settings import Settings
 
 _apprise_logger = logging.getLogger("apprise")
 _apprise_logger.propagate = False  # it names recipients; we keep only a scrubbed copy
@@ -171,6 +174,36 @@ class AmbiguousDeliveryError(TransientDeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Will not succeed by retrying (no address, malformed URL, a 5xx SMTP reply)."""
+
+
+def failure_outcome(
+    error: DeliveryError,
+    *,
+    attempts: int,
+    ambiguous_attempts: int,
+    now: datetime,
+    useful_until: datetime | None,
+    settings: Settings,
+) -> tuple[bool, str, dict[str, object]]:
+    """After a failed send: (final?, the error to store, the row's new field values).
+
+    Permanent errors are final at once; others are retried (capped, jittered backoff) until the next attempt
+    would fall after ``useful_until``."""
+    if isinstance(error, PermanentDeliveryError):
+        return True, str(error), {}
+    values: dict[str, object] = {
+        "ambiguous_attempts": ambiguous_attempts + (1 if isinstance(error, AmbiguousDeliveryError) else 0)
+    }
+    retry_at = next_attempt(
+        attempts,
+        now=now,
+        useful_until=useful_until,
+        base=settings.delivery_backoff_seconds,
+        cap=settings.delivery_backoff_max_seconds,
+    )
+    if retry_at is None:
+        return True, f"gave up after {attempts} attempts, no longer useful: {error}", values
+    return False, str(error), values | {"due_at": retry_at}
 
 
 @contextmanager

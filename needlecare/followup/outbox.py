@@ -19,10 +19,9 @@ from models import AuditEvent, Notification, NotificationStatus
 from models.base import utcnow
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
-from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
-from needlecare.followup.delivery import AmbiguousDeliveryError, DeliveryError, PermanentDeliveryError, send_email
+from needlecare.followup.delivery import DeliveryError, failure_outcome, send_email
 from needlecare.followup.dispatch import dispatch_due
 from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
 from needlecare.followup.planning import plan_pending_sessions
@@ -83,7 +82,7 @@ def deliver(
     if isinstance(decision, Skip):
         return _finish(db, n, claim, S.SKIPPED, skip_reason=decision.reason)
     if isinstance(decision, Defer):  # a deferral is not an attempt
-        return _finish(db, n, claim, S.PENDING, due_at=decision.until, attempts=n.attempts - 1)
+        return _finish(db, n, claim, S.PENDING, fields={"due_at": decision.until, "attempts": n.attempts - 1})
     if not claims.renew(db, Notification, claim, now=clock.now()):
         return S.SENDING  # another sender holds it now
     try:
@@ -97,23 +96,17 @@ def deliver(
                 message_id=message_id(n, settings),
                 timeout_seconds=settings.delivery_timeout_seconds,
             )
-    except PermanentDeliveryError as exc:
-        return _finish(db, n, claim, S.FAILED, error=str(exc))
     except DeliveryError as exc:
-        ambiguous = n.ambiguous_attempts + (1 if isinstance(exc, AmbiguousDeliveryError) else 0)
-        failed_at = clock.now()
-        retry_at = next_attempt(
-            n.attempts,
-            now=failed_at,
+        final, error, values = failure_outcome(
+            exc,
+            attempts=n.attempts,
+            ambiguous_attempts=n.ambiguous_attempts,
+            now=clock.now(),
             useful_until=useful_until(db, n, settings),
-            base=settings.delivery_backoff_seconds,
-            cap=settings.delivery_backoff_max_seconds,
+            settings=settings,
         )
-        if retry_at is None:
-            error = f"gave up after {n.attempts} attempts, no longer useful: {exc}"
-            return _finish(db, n, claim, S.FAILED, error=error, ambiguous_attempts=ambiguous)
-        return _finish(db, n, claim, S.RETRY, error=str(exc), due_at=retry_at, ambiguous_attempts=ambiguous)
-    return _finish(db, n, claim, S.SENT, sent_at=clock.now())
+        return _finish(db, n, claim, S.FAILED if final else S.RETRY, error=error, fields=values)
+    return _finish(db, n, claim, S.SENT, fields={"sent_at": clock.now()})
 
 
 def _finish(
@@ -124,10 +117,10 @@ def _finish(
     *,
     error: str | None = None,
     skip_reason: str | None = None,
-    **values: object,
+    fields: dict[str, object] | None = None,
 ) -> NotificationStatus:
     """Record the outcome if this caller still holds the claim (else nothing, and ``sending`` is returned)."""
-    values |= {"status": status.value, "skip_reason": skip_reason}
+    values = {**(fields or {}), "status": status.value, "skip_reason": skip_reason}
     if error:
         values["last_error"] = error[:2000]
     db.expunge(n)  # the row is written by the conditional UPDATE below only

@@ -15,16 +15,9 @@ from sqlmodel import Session, col, select
 from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
 from models.base import utcnow
 from needlecare.core import claims, clock
-from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
-from needlecare.followup.delivery import (
-    AmbiguousDeliveryError,
-    DeliveryError,
-    PermanentDeliveryError,
-    Route,
-    send_alert,
-)
+from needlecare.followup.delivery import DeliveryError, Route, failure_outcome, send_alert
 from needlecare.safety.clinic_config import TAGS, config_of, tier_tag
 from needlecare.safety.rules.ruleset import get_rules
 
@@ -105,22 +98,17 @@ def deliver(
             send_alert(
                 routes_for(clinic, settings), tag, title, body, timeout_seconds=settings.delivery_timeout_seconds
             )
-    except PermanentDeliveryError as exc:
-        return _finish(db, alert, claim, A.FAILED, error=str(exc))
     except DeliveryError as exc:
-        ambiguous = alert.ambiguous_attempts + (1 if isinstance(exc, AmbiguousDeliveryError) else 0)
-        retry_at = next_attempt(
-            alert.attempts,
+        final, error, values = failure_outcome(
+            exc,
+            attempts=alert.attempts,
+            ambiguous_attempts=alert.ambiguous_attempts,
             now=clock.now(),
             useful_until=useful_until,
-            base=settings.delivery_backoff_seconds,
-            cap=settings.delivery_backoff_max_seconds,
+            settings=settings,
         )
-        if retry_at is None:
-            error = f"gave up after {alert.attempts} attempts, no longer useful: {exc}"
-            return _finish(db, alert, claim, A.FAILED, error=error, ambiguous_attempts=ambiguous)
-        return _finish(db, alert, claim, A.RETRY, error=str(exc), due_at=retry_at, ambiguous_attempts=ambiguous)
-    return _finish(db, alert, claim, A.SENT, sent_at=clock.now())
+        return _finish(db, alert, claim, A.FAILED if final else A.RETRY, error=error, fields=values)
+    return _finish(db, alert, claim, A.SENT, fields={"sent_at": clock.now()})
 
 
 def _finish(
@@ -131,10 +119,10 @@ def _finish(
     *,
     error: str | None = None,
     skip_reason: str | None = None,
-    **values: object,
+    fields: dict[str, object] | None = None,
 ) -> AlertStatus:
     """Record the outcome if this caller still holds the claim (else nothing, and ``sending`` is returned)."""
-    values |= {"status": status.value, "skip_reason": skip_reason}
+    values = {**(fields or {}), "status": status.value, "skip_reason": skip_reason}
     if error:
         values["last_error"] = error[:2000]
     db.expunge(alert)

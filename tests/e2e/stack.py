@@ -17,6 +17,8 @@ from needlecare.dev.stack import Child, prefect_server_command, stop_all, wait_h
 
 BIN = Path(sys.executable).parent
 
+TIMEOUT_SCALE = float(os.environ.get("NEEDLECARE_E2E_TIMEOUT_SCALE", "3"))
+
 
 def base_env(prefect_home: Path, api_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
@@ -81,6 +83,9 @@ class Stack:
         return list_mail(self.mail_dir, limit=10_000)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` until it holds. ``timeout`` is what a quiet machine needs; the deadline is that
+        times TIMEOUT_SCALE, so a busy machine (CI beside other work) slows the test instead of failing it."""
+        timeout *= TIMEOUT_SCALE
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

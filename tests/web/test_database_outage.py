@@ -10,14 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from models import ClinicCreate, TreatmentSession
+from models import TreatmentSession
 from needlecare.core import db as database
 from needlecare.core import events
 from needlecare.core.settings import Settings
 from needlecare.core.signing import sign
-from needlecare.intake.clinics import add_clinic
 from needlecare.web.app import create_app
-from tests.conftest import CLINIC_SECRET, free_port
+from tests.conftest import CLINIC_SECRET, add_test_clinic, free_port
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
 from tests.pg import PgCluster, start_cluster
 
@@ -39,18 +38,7 @@ def outage_url(own_cluster: PgCluster) -> Iterator[str]:
     url = own_cluster.url(own_cluster.create_database())
     database.upgrade(url)
     with Session(database.get_engine(url)) as db:
-        add_clinic(
-            db,
-            ClinicCreate(
-                id="riverside-physio",
-                name="Riverside Physio",
-                email="front-desk@riverside.example",
-                phone="+15550100200",
-                timezone="America/New_York",
-            ),
-            actor="test",
-            secret=CLINIC_SECRET,
-        )
+        add_test_clinic(db)
     yield url
     database.get_engine(url).dispose()
 
