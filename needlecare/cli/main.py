@@ -19,6 +19,7 @@ from needlecare.cli.protocols import protocols_app
 from needlecare.cli.report import report
 from needlecare.cli.staff import staff_app
 from needlecare.core import db as database
+from needlecare.core import events
 from needlecare.core.settings import get_settings
 from needlecare.intake import ingest
 from needlecare.intake.clinics import ClinicExists, add_clinic
@@ -174,7 +175,13 @@ def session_complete(
             _fail(f"{file}: not accepted:\n" + "\n".join(lines), 2)
             return
         result = ingest.record_and_emit(db, body, actor="cli")
-    if result.created:
+    if result.created and not events.prefect_api_reachable():
+        typer.echo(
+            f"session {result.session_id} accepted and stored, but the Prefect API at "
+            f"{events.configured_prefect_api_url()} is not answering (is `make run` up?): its event was not "
+            "delivered. The aftercare notice goes out with the next dispatch pass once the stack runs."
+        )
+    elif result.created:
         typer.echo(f"session {result.session_id} accepted; the aftercare notice is on its way.")
     else:
         typer.echo(f"session {result.session_id} was already recorded (duplicate); nothing is sent twice.")

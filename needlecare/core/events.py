@@ -1,5 +1,6 @@
 """The one place events leave the application: typed, IDs only, replaceable in tests."""
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,36 @@ def session_completed(session_id: int, clinic_id: str) -> AppEvent:
     )
 
 
+def configured_prefect_api_url() -> str:
+    """The Prefect API this process talks to: PREFECT_API_URL if the environment names one, else the settings'."""
+    from needlecare.core.settings import get_settings
+
+    return os.environ.get("PREFECT_API_URL") or get_settings().prefect_api_url
+
+
+def use_configured_prefect_api() -> str:
+    """Point this process's Prefect client at :func:`configured_prefect_api_url` and forbid Prefect's throwaway
+    ephemeral server (which would take the event and keep it to itself). Returns the URL."""
+    url = configured_prefect_api_url()
+    os.environ["PREFECT_API_URL"] = url
+    os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+    return url
+
+
+def prefect_api_reachable(timeout: float = 2.0) -> bool:
+    """True when the configured Prefect API answers its health check."""
+    import httpx
+
+    url = configured_prefect_api_url().rstrip("/")
+    try:
+        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def prefect_emitter(event: AppEvent) -> None:
-    """Emit through Prefect. Never raises: a lost event is found later by the dispatch flow."""
+    """Emit through the configured Prefect API. Never raises: a lost event is found later by the dispatch flow."""
+    use_configured_prefect_api()
     from prefect.events import emit_event
 
     try:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from needlecare.cli.main import app
 from needlecare.core import events
 from needlecare.core.settings import get_settings
+from tests.conftest import free_port
 from tests.factories import event_body
 
 runner = CliRunner()
@@ -57,6 +58,22 @@ def test_session_complete_accepts_then_reports_duplicate(env: Path, emitted: lis
     second = runner.invoke(app, ["session", "complete", "--file", str(path)])
     assert second.exit_code == 0 and "duplicate" in second.output
     assert len(emitted) == 1
+
+
+def test_session_complete_says_when_the_stack_is_not_running(
+    env: Path, emitted: list[events.AppEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI talks to the Prefect API in needlecare's settings; when nothing answers there it says so."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("NEEDLECARE_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    get_settings.cache_clear()
+    runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
+    path = env / "event.json"
+    path.write_text(json.dumps(event_body()))
+    result = runner.invoke(app, ["session", "complete", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "accepted and stored" in result.output and "is not answering" in result.output
+    assert "next dispatch pass" in result.output
 
 
 def test_session_complete_explains_what_is_wrong(env: Path) -> None:
