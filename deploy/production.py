@@ -26,18 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from aiosmtpd.controller import Controller
+
+from needlecare.core import db as database
+from needlecare.core.settings import Settings
+from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.stack import Child, port_free, spawn, stop_all, wait_http
+from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: deploy/ is sys.path[0], the project root is not
-    sys.path.insert(0, str(ROOT))
-
-from deploy.pgcluster import PgCluster, open_cluster  # noqa: E402
-from needlecare.core import db as database  # noqa: E402
-from needlecare.core.settings import Settings  # noqa: E402
-from needlecare.dev.mailcapture import start_capture  # noqa: E402
-from needlecare.dev.stack import Child, port_free, spawn, stop_all, wait_http  # noqa: E402
-from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic  # noqa: E402
-
 BIN = Path(sys.executable).parent
 POOL = "needlecare-process"
 PREFECT_YAML = ROOT / "deploy" / "prefect.yaml"
@@ -63,6 +60,78 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass
+class PgCluster:
+    """A local PostgreSQL cluster standing in for the managed one: socket only (``<root>/socket``), trust auth."""
+
+    root: Path
+    port: int
+    bin_dir: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root / "socket"
+
+    def url(self, database: str, driver: str) -> str:
+        return f"postgresql+{driver}://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args], check=check)
+
+    def start(self) -> None:
+        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' -c max_connections=300"
+        result = self._ctl("-o", options, "-w", "-t", "120", "-l", str(self.root / "server.log"), "start", check=False)
+        if result.returncode != 0:
+            log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start: {result.stderr.decode()} {log}")
+
+    def stop(self) -> None:
+        """Fast shutdown (clients disconnected, data kept); :meth:`start` brings it back (an outage)."""
+        self._ctl("-m", "fast", "-w", "stop", check=False)
+
+    def ensure_database(self, name: str) -> None:
+        args = [str(self.bin_dir / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres"]
+        found = _as_postgres([*args, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"]).stdout
+        if found.strip() != b"1":
+            _as_postgres([*args, "-c", f'CREATE DATABASE "{name}"'])
+
+
+def _pg_bin_dir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    if initdb := shutil.which("initdb"):
+        return Path(initdb).parent
+    raise RuntimeError("PostgreSQL server binaries not found (`apt-get install postgresql`)")
+
+
+def _as_postgres(args: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        args = ["runuser", "-u", "postgres", "--", *args]
+    result = subprocess.run(args, capture_output=True, timeout=300)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{args[-1][:60]}: {result.stderr.decode(errors='replace')[-1000:]}")
+    return result
+
+
+def open_cluster(root: Path, port: int) -> PgCluster:
+    """Initialise the cluster under ``root`` on first use, then start it."""
+    cluster = PgCluster(root, port, _pg_bin_dir())
+    cluster.socket_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for path in (root, cluster.socket_dir):
+            shutil.chown(path, "postgres", "postgres")
+    if not (cluster.data / "PG_VERSION").exists():
+        init = [str(cluster.bin_dir / "initdb"), "-D", str(cluster.data), "-U", "postgres", "-A", "trust"]
+        _as_postgres([*init, "-E", "UTF8", "--no-sync"])
+    cluster.start()
+    return cluster
 
 
 def pick_port(wanted: int) -> int:
@@ -100,6 +169,8 @@ class ProductionStack:
     services: list[Child] = field(default_factory=list)  # Prefect API, services, Redis
     workers: list[Child] = field(default_factory=list)
     web: Child | None = None
+    killed: list[Child] = field(default_factory=list)
+    capture: Controller | None = None
 
     @property
     def children(self) -> list[Child]:
@@ -111,6 +182,7 @@ class ProductionStack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.process.pid, signal.SIGKILL)
         child.process.wait(timeout=30)
+        self.killed.append(child)
         return child
 
     def api(self, method: str, path: str, body: object = None) -> object:
@@ -120,8 +192,6 @@ class ProductionStack:
 
     def dead(self) -> list[Child]:
         return [c for c in self.children if c.process.poll() is not None and c not in self.killed]
-
-    killed: list[Child] = field(default_factory=list)
 
 
 def base_env(opts: Options, data_dir: Path, api_url: str) -> dict[str, str]:
@@ -226,7 +296,8 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     prefect_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", "asyncpg")}
     if opts.services == "separate":
         redis_url = opts.redis_url or _start_redis(data_dir, log_dir, stack)
-        prefect_env.update(_redis_env(redis_url))
+        if redis_url != "EXPERIMENT-none":
+            prefect_env.update(_redis_env(redis_url))
         say(f"Redis: {redis_url}")
 
     say(f"Prefect API on 127.0.0.1:{prefect_port} (first start migrates its database)…")
@@ -253,15 +324,13 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     app_url = pg.url("needlecare", "psycopg")
     database.upgrade(app_url)
     secret_key = _persistent_secret(data_dir / "secret-key")
-    capture = None
     if opts.smtp_url is None:
         smtp_port = free_port()
         stack.mail_dir = data_dir / "outbox"
-        capture = start_capture(stack.mail_dir, port=smtp_port)
+        stack.capture = start_capture(stack.mail_dir, port=smtp_port)
         smtp_url = f"mailto://127.0.0.1:{smtp_port}?mode=insecure&from=aftercare@needlecare.local"
     else:
         smtp_url = opts.smtp_url
-    stack.capture = capture
     env.update(
         {
             "NEEDLECARE_ENV": "production",
@@ -298,9 +367,8 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
 
 def stop(stack: ProductionStack) -> None:
     stop_all([*stack.services, *stack.workers, *([stack.web] if stack.web else [])])
-    capture = getattr(stack, "capture", None)
-    if capture is not None:
-        capture.stop()
+    if stack.capture is not None:
+        stack.capture.stop()
     stack.pg.stop()
 
 
@@ -312,9 +380,9 @@ def _persistent_secret(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def production_stack(data_dir: Path, workers: int = 2, web_workers: int = 2, **kwargs: object) -> Iterator[
-    ProductionStack
-]:
+def production_stack(
+    data_dir: Path, workers: int = 2, web_workers: int = 2, **kwargs: object
+) -> Iterator[ProductionStack]:
     holder: list[ProductionStack] = []
     opts = Options(data_dir=data_dir, workers=workers, web_workers=web_workers, **kwargs)  # type: ignore[arg-type]
     try:

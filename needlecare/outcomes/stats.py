@@ -23,12 +23,12 @@ turns them into the figures of domain.md §5.1:
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from math import sqrt
-
-from scipy import stats as _scipy_stats
+from statistics import NormalDist
 
 CONFIDENCE = 0.95
-Z95 = float(_scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2))
+Z95 = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # 1.959963984540054, as scipy.stats.norm.ppf(0.975)
 QUARTILES: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (3, 4))
 """The quartiles as exact fractions ``k / d`` (SQL finds the ranks with integer arithmetic only)."""
 KM_MEDIAN_TOLERANCE = 1e-12
@@ -53,8 +53,16 @@ def t_interval(n: int, mean: float, ssd: float, confidence: float = CONFIDENCE) 
     if n < 2:
         return None
     sem = sqrt(max(ssd, 0.0) / (n - 1)) / sqrt(n)
-    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sem
     return mean - half, mean + half
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (scipy, imported on first use: it costs ~0.5 s, which commands without figures skip)."""
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(p, df))
 
 
 def quantile_ranks(n: int, k: int, d: int) -> tuple[int, int, float]:
