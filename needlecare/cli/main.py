@@ -4,7 +4,7 @@ import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -211,6 +211,9 @@ def dispatch_once(
             "or relative to now (+24h, +3d). Default: now.",
         ),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of text")
+    ] = False,
 ) -> None:
     """One pass in this process: plan new sessions, open due follow-ups, send what is due; re-alert the
     backup for cases past their SLA, evaluate missed safety checks (R13) and send due practitioner alerts."""
@@ -237,7 +240,35 @@ def dispatch_once(
         swept = escalation.sweep(db, now=now)
         sent = alerts.send_due(db, now=now, settings=settings)
     summary = {**result.summary(), **asdict(swept), **{f"alerts_{k}": v for k, v in asdict(sent).items()}}
-    typer.echo(json.dumps({"as_of": now.isoformat(), **summary}))
+    if as_json:
+        notes = [{**asdict(n), "until": n.until.isoformat() if n.until else None} for n in result.notes]
+        typer.echo(json.dumps({"as_of": now.isoformat(), **summary, "notes": notes}))
+        return
+    typer.echo(dispatch_summary(now, result, summary))
+
+
+def dispatch_summary(now: datetime, result: Any, summary: dict[str, int]) -> str:
+    """The pass in words: what was sent, and for every message not sent, why and when it will go."""
+    from needlecare.core import clock
+
+    lines = [f"Dispatch pass as of {now:%a %d %b %Y %H:%M} UTC"]
+    lines.append(
+        f"  sent {summary['sent']} message(s); opened {summary['opened']} check-in(s); "
+        f"planned {summary['planned']} new session(s)"
+    )
+    for note in result.notes:
+        when = ""
+        if note.until is not None:
+            local = clock.local(note.until, note.timezone)
+            when = f" until {local:%H:%M, %a %d %b} ({note.timezone})"
+        lines.append(f"  {note.action}: {note.what}: {note.reason}{when}")
+    if not result.notes and summary["sent"] == 0 and summary["opened"] == 0:
+        lines.append("  nothing was due at this time")
+    lines.append(
+        f"  alerts: sent {summary['alerts_sent']}, retrying {summary['alerts_retried']}, "
+        f"failed {summary['alerts_failed']}; backup re-alerts {summary['realerted']}"
+    )
+    return "\n".join(lines)
 
 
 @app.command("run")

@@ -8,7 +8,7 @@ unique keys; the outbox delivers them. Contacts are claimed by an atomic status 
 dispatchers never open the same contact.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, update
@@ -32,6 +32,18 @@ class DispatchResult:
     skipped: int = 0
     expired: int = 0
     unchanged: int = 0  # another dispatcher changed the row first
+    notes: list["Note"] = field(default_factory=list)  # every deferral and skip of this pass, with its reason
+
+
+@dataclass(frozen=True)
+class Note:
+    """Why a due check-in was not sent in this pass, and (for a deferral) when it will go."""
+
+    what: str  # e.g. "check-in check_24h (contact 7)"; never patient data
+    action: str  # "deferred", "skipped", "retrying" or "failed"
+    reason: str
+    until: datetime | None
+    timezone: str
 
 
 def message_key(contact_id: int, sequence: int) -> str:
@@ -48,8 +60,10 @@ def dispatch_due(db: Session, *, now: datetime, settings: Settings, limit: int =
     ).all()
     result.seen = len(due)
     for contact in due:
-        outcome = _decide(db, contact, now=now, settings=settings)
+        outcome, reason, until, tz = _decide(db, contact, now=now, settings=settings)
         setattr(result, outcome, getattr(result, outcome) + 1)
+        if outcome in ("deferred", "skipped"):
+            result.notes.append(Note(f"check-in {contact.step_id} (contact {contact.id})", outcome, reason, until, tz))
     db.commit()
     return result
 
@@ -70,24 +84,28 @@ def _close_expired(db: Session, *, now: datetime) -> int:
     return int(expired.rowcount or 0) + int(missed.rowcount or 0)
 
 
-def _decide(db: Session, contact: Contact, *, now: datetime, settings: Settings) -> str:
+def _decide(
+    db: Session, contact: Contact, *, now: datetime, settings: Settings
+) -> tuple[str, str, datetime | None, str]:
+    """(outcome, reason, deferred until, the patient's time zone)."""
     patient = db.get(Patient, contact.patient_id)
+    tz = patient.timezone if patient is not None else "UTC"
     reason = _skip_reason(db, contact, patient, now=now)
     if reason is not None:
-        return _skip(db, contact, reason)
+        return _skip(db, contact, reason), reason, None, tz
     assert patient is not None
-    tz = patient.timezone
     send_at = clock.next_allowed(now, tz, settings.quiet_hours_start, settings.quiet_hours_end)
     if send_at == now and _survey_already_today(db, contact, patient, now=now):
         send_at = clock.start_of_next_day(now, tz, settings.quiet_hours_end)
         why = "one survey per patient per day"
     else:
-        why = "quiet hours"
+        why = f"quiet hours ({settings.quiet_hours_start:02d}:00-{settings.quiet_hours_end:02d}:00) in {tz}"
     if send_at != now:
         if send_at >= contact.window_closes_at:
-            return _skip(db, contact, f"window closes before the next allowed time ({why})")
-        return _defer(db, contact, send_at)
-    return _open(db, contact, now=now)
+            reason = f"window closes before the next allowed time ({why})"
+            return _skip(db, contact, reason), reason, None, tz
+        return _defer(db, contact, send_at), why, send_at, tz
+    return _open(db, contact, now=now), "", None, tz
 
 
 def _skip_reason(db: Session, contact: Contact, patient: Patient | None, *, now: datetime) -> str | None:

@@ -15,14 +15,14 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from models import AuditEvent, Notification, NotificationStatus
+from models import AuditEvent, Notification, NotificationStatus, Patient
 from models.base import utcnow
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
 from needlecare.followup.delivery import DeliveryError, failure_outcome, send_email
-from needlecare.followup.dispatch import dispatch_due
+from needlecare.followup.dispatch import Note, dispatch_due
 from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
 from needlecare.followup.planning import plan_pending_sessions
 
@@ -42,11 +42,13 @@ class PassResult:
     failed: int = 0
     skipped: int = 0
     notification_ids: list[int] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)  # every message not sent in this pass, and why
 
     def add(self, other: "PassResult") -> None:
         for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.notification_ids.extend(other.notification_ids)
+        self.notes.extend(other.notes)
 
     @property
     def work_done(self) -> int:
@@ -159,6 +161,7 @@ def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200
         result.deferred += opened.deferred
         result.expired += opened.expired
         result.skipped += opened.skipped
+        result.notes.extend(opened.notes)
         _send_due(db, result, now=now, settings=settings, catalogue=catalogue, batch=batch)
         if opened.seen < batch or opened.unchanged == opened.seen:
             return result
@@ -168,10 +171,19 @@ def _send_due(
     db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
 ) -> None:
     clock = claims.PassClock(now)
+
+    def send(claim: claims.Claim) -> str:
+        status = deliver(db, claim, now=now, settings=settings, catalogue=catalogue, clock=clock)
+        if status != S.SENT:
+            note = _note(db, claim.id, status)
+            if note is not None:
+                result.notes.append(note)
+        return status.value
+
     ids, statuses = claims.drain(
         db,
         Notification,
-        lambda claim: deliver(db, claim, now=now, settings=settings, catalogue=catalogue, clock=clock).value,
+        send,
         now=now,
         batch=min(batch, settings.claim_batch),
         lease_seconds=settings.claim_lease_seconds,
@@ -182,3 +194,20 @@ def _send_due(
     result.retried += statuses[S.RETRY.value]
     result.failed += statuses[S.FAILED.value]
     result.skipped += statuses[S.SKIPPED.value]
+
+
+_ACTIONS = {S.PENDING: "deferred", S.SKIPPED: "skipped", S.RETRY: "retrying", S.FAILED: "failed"}
+
+
+def _note(db: Session, notification_id: int, status: NotificationStatus) -> Note | None:
+    """Why a claimed message was not sent (read back from its row), for the pass's summary."""
+    action = _ACTIONS.get(status)
+    n = db.get(Notification, notification_id)
+    if action is None or n is None:
+        return None
+    db.refresh(n)
+    patient = db.get(Patient, n.patient_id)
+    what = f"{undelivered.describe(db, n)} (message {n.id})"
+    reason = "quiet hours in the patient's time zone" if status == S.PENDING else n.skip_reason or n.last_error or ""
+    until = n.due_at if status in (S.PENDING, S.RETRY) else None
+    return Note(what, action, reason, until, patient.timezone if patient is not None else "UTC")

@@ -76,6 +76,19 @@ def test_session_complete_says_when_the_stack_is_not_running(
     assert "next dispatch pass" in result.output
 
 
+def test_dispatch_explains_a_deferral_in_words(env: Path, emitted: list[events.AppEvent]) -> None:
+    """A check-in due at 22:30 in New York waits for the end of quiet hours, and the pass says so."""
+    runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
+    path = env / "event.json"
+    path.write_text(json.dumps(event_body(completed_at="2026-11-22T03:30:00Z")))  # 22:30 the evening before, NY
+    assert runner.invoke(app, ["session", "complete", "--file", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["dispatch", "--as-of", "2026-11-23T03:31:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "Dispatch pass as of Mon 23 Nov 2026 03:31 UTC" in result.output
+    assert "deferred: check-in check_24h" in result.output
+    assert "quiet hours (21:00-08:00) in America/New_York until 08:00, Mon 23 Nov (America/New_York)" in result.output
+
+
 def test_session_complete_explains_what_is_wrong(env: Path) -> None:
     runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
     path = env / "bad.json"
@@ -97,9 +110,9 @@ def test_sample_is_a_valid_event(env: Path) -> None:
 
 
 def test_dispatch_as_of_accepts_iso_and_relative_times_and_refuses_others(env: Path) -> None:
-    iso = runner.invoke(app, ["dispatch", "--as-of", "2026-11-23T09:00:00Z"])
+    iso = runner.invoke(app, ["dispatch", "--as-of", "2026-11-23T09:00:00Z", "--json"])
     assert iso.exit_code == 0 and '"as_of": "2026-11-23T09:00:00+00:00"' in iso.output
-    relative = runner.invoke(app, ["dispatch", "--as-of", "+24h"])
+    relative = runner.invoke(app, ["dispatch", "--as-of", "+24h", "--json"])
     assert relative.exit_code == 0 and '"planned": 0' in relative.output
     for bad in ("tomorrow", "2026-11-23T09:00:00"):
         result = runner.invoke(app, ["dispatch", "--as-of", bad])

@@ -162,7 +162,7 @@ def test_red_flag_to_alert_to_case_to_re_alert(routed: Stack, hook: Webhook) -> 
     before = len(hook.posts)
     env = {**stack.env}
     run = subprocess.run(
-        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+3d"],
+        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+3d", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -174,7 +174,7 @@ def test_red_flag_to_alert_to_case_to_re_alert(routed: Stack, hook: Webhook) -> 
     overdue = [post for post in hook.posts[before:] if "OVERDUE" in post["body"]["title"]]
     assert len(overdue) == 1 and f"case #{case_a.id}" in overdue[0]["body"]["title"]
     again = subprocess.run(
-        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+4d"],
+        [sys.executable, "-m", "needlecare.cli.main", "dispatch", "--as-of", "+4d", "--json"],
         env=env,
         capture_output=True,
         text=True,
