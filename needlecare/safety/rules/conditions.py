@@ -3,12 +3,11 @@
 of variables. A test on a variable with no value is false; there is no negation."""
 
 import math
-import re
-from functools import lru_cache
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 
+from needlecare.safety.rules import keywords
 from needlecare.safety.rules.variables import OPERATORS, VARIABLES, allowed, known_values
 
 _VALUE_HELP: dict[str, str] = {
@@ -20,12 +19,6 @@ _VALUE_HELP: dict[str, str] = {
     "matches_keywords": "a non-empty list of non-empty strings",
     "in": "a non-empty list of strings",
 }
-
-
-def normalise(text: str) -> str:
-    """Free text and keywords as they are compared: case-folded, plain apostrophes, single spaces."""
-    text = text.casefold().replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    return " ".join(text.split())
 
 
 class Predicate(BaseModel):
@@ -85,7 +78,7 @@ class Predicate(BaseModel):
                 given = allowed(repr(v) for v in unknown)
                 raise ValueError(f"unknown value(s) for '{var}': {given}; allowed: {allowed(sorted(known))}")
         if op == "matches_keywords":
-            return [normalise(v) for v in values]
+            return [keywords.normalise(v) for v in values]
         return value
 
 
@@ -131,19 +124,6 @@ AnyOf.model_rebuild()
 # ---- Holding ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    prefix = keyword.endswith("*")
-    words = keyword.rstrip("*").split()
-    body = r"\s+".join(re.escape(word) for word in words)
-    return re.compile(r"(?<![\w'])" + body + (r"" if prefix else r"(?![\w'])"))
-
-
-def _matches_keywords(text: str, keywords: list[str]) -> bool:
-    normal = normalise(text)
-    return any(_keyword_pattern(keyword).search(normal) for keyword in keywords)
-
-
 def _test(predicate: Predicate, variables: dict[str, Any]) -> bool:
     actual = variables[predicate.var]
     if actual is None:
@@ -152,7 +132,7 @@ def _test(predicate: Predicate, variables: dict[str, Any]) -> bool:
     if op == "contains_any":
         return bool(set(actual) & set(value))
     if op == "matches_keywords":
-        return bool(actual.strip()) and _matches_keywords(actual, value)
+        return bool(actual.strip()) and keywords.matches_any(actual, value)
     if op == "in":
         return bool(actual in value)
     if op == "==":
