@@ -1,15 +1,9 @@
-"""The production stack, run for real on one machine over loopback: every part the README's "Production"
-section puts on its own machine, started in the same order with the same commands and environment.
+"""The production stack run for real on one machine over loopback, for operators trying it and for tests
+(:func:`production_stack`): `.venv/bin/python deploy/production.py up [--workers 2] [--web-workers 2]`.
 
-    .venv/bin/python deploy/production.py up [--workers 2] [--web-workers 2] [--data-dir var/production]
-
-Order: PostgreSQL (application and Prefect databases; a local cluster stands in for the managed one),
-Redis when the Prefect services run in their own process (the API and the services exchange events
-through it), the Prefect API (`prefect server start --no-services`), the Prefect services
-(`prefect server services start`), the work pool, `prefect deploy --all`, the application migrations and
-the demo clinic, the process workers, and the web app (uvicorn, several workers). Each part is polled
-until healthy before the next starts. Ctrl-C / SIGTERM stops every process group and the cluster.
-Tests use :func:`production_stack`.
+In order, each polled until healthy: PostgreSQL (a local cluster standing in for the managed one), Redis, the
+Prefect API (`--no-services`) and its services in their own process, the work pool, `prefect deploy --all`, the
+application migrations and demo clinic, the process workers, the web app. Ctrl-C / SIGTERM stops it all.
 """
 
 import argparse
@@ -18,33 +12,31 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 from aiosmtpd.controller import Controller
 
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import start_capture
-from needlecare.dev.stack import Child, port_free, spawn, stop_all, wait_http
+from needlecare.dev.stack import Child, spawn, stop_all, wait_http
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 POOL = "needlecare-process"
 PREFECT_YAML = ROOT / "deploy" / "prefect.yaml"
-DEPLOYMENTS = (
-    "aftercare/on-session-completed",
-    "escalation/on-survey-answered",
-    "dispatch/dispatch",
-    "compile-outcome-reports/nightly-outcome-reports",
-    "refresh-dashboard-figures/refresh-dashboard-figures",
-)
 REDIS_SETTINGS = {  # what the Prefect API and services need to share events and leases through Redis
     "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
     "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
@@ -53,13 +45,14 @@ REDIS_SETTINGS = {  # what the Prefect API and services need to share events and
 }
 
 
-def free_port() -> int:
-    import socket
-
+def free_port(wanted: int = 0) -> int:
+    """``wanted`` on 127.0.0.1 if it is free; 0: any free port."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            raise RuntimeError(f"port {wanted} on 127.0.0.1 is in use; choose another (0 picks a free one)") from None
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -70,45 +63,29 @@ class PgCluster:
     port: int
     bin_dir: Path
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root / "socket"
+    def __post_init__(self) -> None:
+        self.data, self.socket_dir = self.root / "data", self.root / "socket"
 
     def url(self, database: str, driver: str) -> str:
         return f"postgresql+{driver}://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        return _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args], check=check)
-
     def start(self) -> None:
         options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' -c max_connections=300"
-        result = self._ctl("-o", options, "-w", "-t", "120", "-l", str(self.root / "server.log"), "start", check=False)
+        ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-t", "120"]
+        result = _as_postgres([*ctl, "-l", str(self.root / "server.log"), "start"], check=False)
         if result.returncode != 0:
             log = (self.root / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"PostgreSQL did not start: {result.stderr.decode()} {log}")
 
     def stop(self) -> None:
         """Fast shutdown (clients disconnected, data kept); :meth:`start` brings it back (an outage)."""
-        self._ctl("-m", "fast", "-w", "stop", check=False)
+        _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], check=False)
 
     def ensure_database(self, name: str) -> None:
         args = [str(self.bin_dir / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres"]
         found = _as_postgres([*args, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"]).stdout
         if found.strip() != b"1":
             _as_postgres([*args, "-c", f'CREATE DATABASE "{name}"'])
-
-
-def _pg_bin_dir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
-    if found:
-        return found[-1].parent
-    if initdb := shutil.which("initdb"):
-        return Path(initdb).parent
-    raise RuntimeError("PostgreSQL server binaries not found (`apt-get install postgresql`)")
 
 
 def _as_postgres(args: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -122,7 +99,10 @@ def _as_postgres(args: list[str], check: bool = True) -> subprocess.CompletedPro
 
 def open_cluster(root: Path, port: int) -> PgCluster:
     """Initialise the cluster under ``root`` on first use, then start it."""
-    cluster = PgCluster(root, port, _pg_bin_dir())
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not (initdb := str(found[-1]) if found else shutil.which("initdb")):
+        raise RuntimeError("PostgreSQL server binaries not found (`apt-get install postgresql`)")
+    cluster = PgCluster(root, port, Path(initdb).parent)
     cluster.socket_dir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         for path in (root, cluster.socket_dir):
@@ -132,12 +112,6 @@ def open_cluster(root: Path, port: int) -> PgCluster:
         _as_postgres([*init, "-E", "UTF8", "--no-sync"])
     cluster.start()
     return cluster
-
-
-def pick_port(wanted: int) -> int:
-    if wanted and not port_free("127.0.0.1", wanted):
-        raise RuntimeError(f"port {wanted} on 127.0.0.1 is in use; choose another (0 picks a free one)")
-    return wanted or free_port()
 
 
 @dataclass
@@ -150,22 +124,19 @@ class Options:
     redis_url: str | None = None  # with "separate": an existing Redis; None: start redis-server on loopback
     web_port: int = 0
     prefect_port: int = 0
-    pg_port: int = 0
-    worker_query_seconds: float = 10.0  # PREFECT_WORKER_QUERY_SECONDS (Prefect's default)
     extra_env: dict[str, str] = field(default_factory=dict)
     say: Callable[[str], None] = print
 
 
 @dataclass
 class ProductionStack:
-    options: Options
     pg: PgCluster
     web_url: str
     api_url: str
-    clinic_secret: str
-    mail_dir: Path | None
     log_dir: Path
     env: dict[str, str]  # what every application process (web app, workers) has
+    clinic_secret: str = ""
+    mail_dir: Path | None = None
     services: list[Child] = field(default_factory=list)  # Prefect API, services, Redis
     workers: list[Child] = field(default_factory=list)
     web: Child | None = None
@@ -177,43 +148,35 @@ class ProductionStack:
         return [*self.services, *self.workers, *([self.web] if self.web else [])]
 
     def kill_worker(self, index: int) -> Child:
-        """SIGKILL a worker's whole process group (the worker and its flow-run processes): a lost machine."""
+        """A lost machine: SIGKILL the worker and its flow runs (Prefect starts each in a session of its own)."""
         child = self.workers[index]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.process.pid, signal.SIGKILL)
+        for pid in [child.process.pid, *descendants(child.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         child.process.wait(timeout=30)
         self.killed.append(child)
         return child
 
     def api(self, method: str, path: str, body: object = None) -> object:
-        response = httpx.request(method, self.api_url + path, json=body, timeout=30)
-        response.raise_for_status()
+        response = httpx.request(method, self.api_url + path, json=body, timeout=30).raise_for_status()
         return response.json() if response.content else None
 
     def dead(self) -> list[Child]:
         return [c for c in self.children if c.process.poll() is not None and c not in self.killed]
 
 
-def base_env(opts: Options, data_dir: Path, api_url: str) -> dict[str, str]:
+def base_env(opts: Options, api_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
-    env.update(
-        {
-            "PREFECT_API_URL": api_url,
-            "PREFECT_HOME": str(data_dir / "prefect-home"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-        }
-    )
-    env.update(opts.extra_env)
-    return env
+    env.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(opts.data_dir.resolve() / "prefect-home"))
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore")
+    return {**env, **opts.extra_env}
 
 
 def run_cli(args: list[str], env: dict[str, str], log_dir: Path, name: str, cwd: Path = ROOT) -> None:
     with (log_dir / f"{name}.log").open("ab") as log:
         result = subprocess.run(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, timeout=600)
     if result.returncode != 0:
-        tail = (log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{' '.join(args[:4])} … failed ({result.returncode}):\n{tail}")
+        raise RuntimeError(f"{' '.join(args[1:4])} … failed ({result.returncode}); see {log_dir / name}.log")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, children: list[Child]) -> None:
@@ -222,11 +185,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, childre
         for child in children:
             if child.process.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while waiting for {what}")
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if predicate():
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.5)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
@@ -238,85 +199,72 @@ def _start_redis(data_dir: Path, log_dir: Path, stack: ProductionStack) -> str:
             "the Prefect services in their own process need Redis (`apt-get install redis-server`, and "
             "`pip install prefect-redis`), or pass --redis-url, or run them inside the API with --services inline"
         )
-    port = free_port()
+    port = str(free_port())
     (data_dir / "redis").mkdir(exist_ok=True)
-    args = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    child = spawn("redis", [*args, "--dir", str(data_dir / "redis")], dict(os.environ), log_dir)
-    stack.services.append(child)
-
-    def pong() -> bool:
-        import socket
-
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-        return False
-
-    wait_until(pong, 30, "Redis", [child])
+    args = [server, "--bind", "127.0.0.1", "--port", port, "--save", "", "--dir", str(data_dir / "redis")]
+    stack.services.append(child := spawn("redis", args, dict(os.environ), log_dir))
+    ping = [str(Path(server).with_name("redis-cli")), "-p", port, "ping"]
+    wait_until(lambda: subprocess.run(ping, capture_output=True).stdout.strip() == b"PONG", 30, "Redis", [child])
     return f"redis://127.0.0.1:{port}/0"
-
-
-def _redis_env(url: str) -> dict[str, str]:
-    return {**REDIS_SETTINGS, "PREFECT_REDIS_MESSAGING_URL": url, "PREFECT_SERVER_DOCKET_URL": url}
 
 
 def _workers_online(stack: ProductionStack, names: list[str]) -> bool:
     rows = stack.api("POST", f"/work_pools/{POOL}/workers/filter", {})
     assert isinstance(rows, list)
-    online = {w["name"] for w in rows if w.get("status") == "ONLINE"}
-    return set(names) <= online
+    return set(names) <= {w["name"] for w in rows if w.get("status") == "ONLINE"}
+
+
+def _events_flow(stack: ProductionStack, event_id: str) -> bool:
+    """An event posted to the API has reached the event persister (in the services process, through Redis)."""
+    query = {"filter": {"id": {"id": [event_id]}, "occurred": {"since": "2000-01-01T00:00:00Z"}}}
+    found = stack.api("POST", "/events/filter", query)
+    return isinstance(found, dict) and found["total"] == 1
 
 
 def _deployments_ready(stack: ProductionStack) -> bool:
-    for name in DEPLOYMENTS:
-        r = httpx.get(f"{stack.api_url}/deployments/name/{name}", timeout=5)
-        if r.status_code != 200 or r.json().get("status") != "READY":
-            return False
-    return True
+    """Every deployment of deploy/prefect.yaml registered on the pool and READY (a worker polls for it)."""
+    wanted = {d["name"] for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
+    rows = stack.api("POST", "/deployments/filter", {"work_pools": {"name": {"any_": [POOL]}}})
+    assert isinstance(rows, list)
+    return wanted <= {d["name"] for d in rows if d.get("status") == "READY"}
 
 
 def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack:
     """Start every part in order; the stack is appended to ``stack_holder`` at once, so a caller can stop
     what was started even when a later part fails."""
-    say = opts.say
-    data_dir = opts.data_dir.resolve()
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    pg_port, prefect_port, web_port = pick_port(opts.pg_port), pick_port(opts.prefect_port), pick_port(opts.web_port)
-    api_url = f"http://127.0.0.1:{prefect_port}/api"
-    web_url = f"http://127.0.0.1:{web_port}"
+    say, data_dir = opts.say, opts.data_dir.resolve()
+    (log_dir := data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    pg_port, prefect_port, web_port = free_port(), free_port(opts.prefect_port), free_port(opts.web_port)
+    api_url, web_url = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{web_port}"
 
     say(f"PostgreSQL: cluster in {data_dir / 'pg'} (socket only, port {pg_port})…")
-    pg = open_cluster(data_dir / "pg", pg_port)
+    stack = ProductionStack(open_cluster(data_dir / "pg", pg_port), web_url, api_url, log_dir, base_env(opts, api_url))
+    stack_holder.append(stack)
+    pg, env, separate = stack.pg, stack.env, opts.services == "separate"
     for name in ("needlecare", "prefect"):
         pg.ensure_database(name)
-    env = base_env(opts, data_dir, api_url)
-    stack = ProductionStack(opts, pg, web_url, api_url, "", None, log_dir, env)
-    stack_holder.append(stack)
     prefect_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", "asyncpg")}
-    if opts.services == "separate":
+    if separate:
         redis_url = opts.redis_url or _start_redis(data_dir, log_dir, stack)
-        if redis_url != "EXPERIMENT-none":
-            prefect_env.update(_redis_env(redis_url))
+        prefect_env.update(REDIS_SETTINGS, PREFECT_REDIS_MESSAGING_URL=redis_url, PREFECT_SERVER_DOCKET_URL=redis_url)
         say(f"Redis: {redis_url}")
 
     say(f"Prefect API on 127.0.0.1:{prefect_port} (first start migrates its database)…")
     server_args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)]
-    if opts.services == "separate":
-        server_args.append("--no-services")
-    api = spawn("prefect-api", server_args, prefect_env, log_dir)
-    stack.services.append(api)
+    server_args += ["--no-services"] if separate else []
+    stack.services.append(api := spawn("prefect-api", server_args, prefect_env, log_dir))
     wait_http(api_url + "/health", 300, api)
-    if opts.services == "separate":
+    if separate:
         say("Prefect services in their own process…")
-        stack.services.append(
-            spawn("prefect-services", [str(BIN / "prefect"), "server", "services", "start"], prefect_env, log_dir)
-        )
+        services = [str(BIN / "prefect"), "server", "services", "start"]
+        stack.services.append(spawn("prefect-services", services, prefect_env, log_dir))
+    probe = {"id": str(uuid.uuid4()), "event": "needlecare.stack.started", "occurred": datetime.now(UTC).isoformat()}
+    stack.api("POST", "/events", [{**probe, "resource": {"prefect.resource.id": "needlecare.stack"}}])
+    wait_until(lambda: _events_flow(stack, probe["id"]), 120, "events to reach the services", stack.children)
 
     say(f"Work pool {POOL} and `prefect deploy --all`…")
-    pools = httpx.post(api_url + "/work_pools/filter", json={}, timeout=30).json()
-    if POOL not in {p["name"] for p in pools}:
-        run_cli([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env, log_dir, "work-pool")
+    pool = [str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"]  # idempotent
+    run_cli(pool, env, log_dir, "work-pool")
     deploy = [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)]
     run_cli(deploy, env, log_dir, "deploy")
 
@@ -324,36 +272,21 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     app_url = pg.url("needlecare", "psycopg")
     database.upgrade(app_url)
     secret_key = _persistent_secret(data_dir / "secret-key")
-    if opts.smtp_url is None:
-        smtp_port = free_port()
-        stack.mail_dir = data_dir / "outbox"
+    if (smtp_url := opts.smtp_url) is None:  # a local capture stands in for the mail provider
+        stack.mail_dir, smtp_port = data_dir / "outbox", free_port()
         stack.capture = start_capture(stack.mail_dir, port=smtp_port)
         smtp_url = f"mailto://127.0.0.1:{smtp_port}?mode=insecure&from=aftercare@needlecare.local"
-    else:
-        smtp_url = opts.smtp_url
-    env.update(
-        {
-            "NEEDLECARE_ENV": "production",
-            "NEEDLECARE_HOME": str(ROOT),
-            "NEEDLECARE_DATA_DIR": str(data_dir / "app"),
-            "NEEDLECARE_DATABASE_URL": app_url,
-            "NEEDLECARE_PREFECT_API_URL": api_url,
-            "NEEDLECARE_PATIENT_EMAIL_URL": smtp_url,
-            "NEEDLECARE_SECRET_KEY": secret_key,
-            "NEEDLECARE_PUBLIC_BASE_URL": web_url,
-        }
-    )
+    env.update(NEEDLECARE_ENV="production", NEEDLECARE_HOME=str(ROOT), NEEDLECARE_DATA_DIR=str(data_dir / "app"))
+    env.update(NEEDLECARE_DATABASE_URL=app_url, NEEDLECARE_PREFECT_API_URL=api_url, NEEDLECARE_SECRET_KEY=secret_key)
+    env.update(NEEDLECARE_PATIENT_EMAIL_URL=smtp_url, NEEDLECARE_PUBLIC_BASE_URL=web_url)
     env.update(opts.extra_env)
-    settings = Settings(env="production", database_url=app_url, secret_key=secret_key, patient_email_url=smtp_url)
-    stack.clinic_secret = ensure_demo_clinic(settings)
+    stack.clinic_secret = ensure_demo_clinic(Settings(database_url=app_url))  # needs the database only
     database.get_engine(app_url).dispose()
 
-    names = [f"needlecare-worker-{i + 1}" for i in range(opts.workers)]
     say(f"{opts.workers} process workers on pool {POOL}…")
-    worker_env = {**env, "PREFECT_WORKER_QUERY_SECONDS": str(opts.worker_query_seconds)}
-    for name in names:
+    for name in (names := [f"needlecare-worker-{i + 1}" for i in range(opts.workers)]):
         args = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name", name]
-        stack.workers.append(spawn(name, args, worker_env, log_dir))
+        stack.workers.append(spawn(name, args, env, log_dir))
     wait_until(lambda: _workers_online(stack, names), 180, "the workers to come online", stack.children)
     wait_until(lambda: _deployments_ready(stack), 120, "the deployments to be ready", stack.children)
 
@@ -365,44 +298,60 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     return stack
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), including those in sessions of their own."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "pid (comm)": state, ppid
+            parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (kids := parents.get(todo.pop(), []))
+        todo += kids
+    return found
+
+
 def stop(stack: ProductionStack) -> None:
-    stop_all([*stack.services, *stack.workers, *([stack.web] if stack.web else [])])
+    """SIGTERM every process group, then SIGKILL what is left, flow runs in their own sessions included."""
+    orphans = [pid for child in stack.workers for pid in descendants(child.process.pid)]
+    stop_all([c for c in stack.children if c.name != "redis"])  # Redis last: the API and services use it
+    stop_all(stack.children)
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stack.pg.stop()
     if stack.capture is not None:
         stack.capture.stop()
-    stack.pg.stop()
 
 
 def _persistent_secret(path: Path) -> str:
     if not path.exists():
+        path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
     return path.read_text().strip()
 
 
 @contextlib.contextmanager
-def production_stack(
-    data_dir: Path, workers: int = 2, web_workers: int = 2, **kwargs: object
-) -> Iterator[ProductionStack]:
+def production_stack(data_dir: Path, **kwargs: Any) -> Iterator[ProductionStack]:
+    """Start the stack (keyword arguments as :class:`Options`), yield it, and stop everything on the way out."""
     holder: list[ProductionStack] = []
-    opts = Options(data_dir=data_dir, workers=workers, web_workers=web_workers, **kwargs)  # type: ignore[arg-type]
     try:
-        yield start(opts, holder)
+        yield start(Options(data_dir=data_dir, **kwargs), holder)
     finally:
-        if holder:
-            stop(holder[0])
+        for stack in holder:
+            stop(stack)
 
 
 def banner(stack: ProductionStack) -> str:
-    ui = stack.api_url.removesuffix("/api")
     mail = f"local mail capture, one .eml per message in {stack.mail_dir}" if stack.mail_dir else "your SMTP server"
     return f"""
 needlecare is running (production shape, one machine).
   Web app       {stack.web_url}  (POST {stack.web_url}/api/v1/events/session-completed)
-  Prefect UI    {ui}
+  Prefect UI    {stack.api_url.removesuffix("/api")}
   Patient mail  {mail}
   Logs          {stack.log_dir}
-  Workers       {", ".join(w.name for w in stack.workers)} on pool {POOL}
-  PostgreSQL    {stack.pg.url("needlecare", "psycopg")}
+  Workers       {", ".join(w.name for w in stack.workers)} on pool {POOL}; PostgreSQL in {stack.pg.root}
 
 Demo clinic '{DEMO_CLINIC_ID}', webhook secret: {stack.clinic_secret}
 Ctrl-C stops everything."""
@@ -412,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole production stack on this machine")
-    up.add_argument("--workers", type=int, default=2)
-    up.add_argument("--web-workers", type=int, default=2)
+    for flag in ("--workers", "--web-workers"):
+        up.add_argument(flag, type=int, default=2)
     up.add_argument("--data-dir", type=Path, default=ROOT / "var" / "production")
     up.add_argument("--smtp-url", help="Apprise mailto:// URL of the mail provider (default: a local capture)")
     up.add_argument("--services", choices=("separate", "inline"), default="separate")
@@ -421,43 +370,29 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--web-port", type=int, default=8000, help="0 picks a free port")
     up.add_argument("--prefect-port", type=int, default=4200, help="0 picks a free port")
     args = parser.parse_args(argv)
-    stopping = False
+    signals: list[int] = []
 
-    def _stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def _interrupt(signum: int, _frame: object) -> None:  # the first signal stops, later ones wait for it
+        signals.append(signum)
+        if len(signals) == 1:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    opts = Options(
-        data_dir=args.data_dir,
-        workers=args.workers,
-        web_workers=args.web_workers,
-        smtp_url=args.smtp_url,
-        services=args.services,
-        redis_url=args.redis_url,
-        web_port=args.web_port,
-        prefect_port=args.prefect_port,
-        say=lambda m: print(m, flush=True),
-    )
-    holder: list[ProductionStack] = []
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    options = {k: v for k, v in vars(args).items() if k != "command"}
     try:
-        stack = start(opts, holder)
-        print(banner(stack), flush=True)
-        while not stopping:
-            if dead := stack.dead():
-                print(f"{dead[0].name} exited ({dead[0].process.returncode}); see {stack.log_dir}", flush=True)
-                return 1
-            time.sleep(0.5)
+        with production_stack(**options, say=lambda m: print(m, flush=True)) as stack:
+            print(banner(stack), flush=True)
+            while not (dead := stack.dead()):
+                time.sleep(0.5)
+            print(f"{dead[0].name} exited ({dead[0].process.returncode}), see {stack.log_dir}; stopping", flush=True)
+            return 1
+    except KeyboardInterrupt:
+        print("Stopped every process group and the PostgreSQL cluster.", flush=True)
         return 0
     except RuntimeError as exc:
-        print(f"Could not start: {exc}", flush=True)
+        print(f"Could not start: {exc}; everything started was stopped.", flush=True)
         return 1
-    finally:
-        if holder:
-            print("Stopping…", flush=True)
-            stop(holder[0])
-            print("Stopped: every process group and the PostgreSQL cluster.", flush=True)
 
 
 if __name__ == "__main__":
