@@ -102,7 +102,7 @@ def test_needlecare_keeps_only_packages_at_its_top() -> None:
 
 
 def test_every_package_says_what_it_owns() -> None:
-    for init in sorted((ROOT / "needlecare").glob("*/__init__.py")):
+    for init in sorted((ROOT / "needlecare").glob("*/**/__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert len(doc.split()) >= 12, f"{init.relative_to(ROOT)}: say what the package owns and may import"
         assert "import" in doc, f"{init.relative_to(ROOT)}: the docstring names what the package may import"

@@ -7,6 +7,7 @@ practitioner message and a source.
 
 - ``variables``: the tiers, the variables a condition may name and the operators each kind of variable takes;
 - ``conditions``: the condition language (tests, ``all`` / ``any``) and how a condition holds;
+- ``keywords``: tolerant matching of the patient's own words (case, accents, punctuation, misspellings);
 - ``ruleset``: the rules file's schema, its loader and the shipped rule set;
 - ``evaluation``: the inputs a rule may look at and :func:`~needlecare.safety.rules.evaluation.evaluate`.
 
