@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint bench demo clean help
+.PHONY: run test test-fast test-faults lint bench demo clean help
 
 help:
 	@echo "make run    start the whole system on 127.0.0.1 (web :8000, Prefect :4200, SMTP capture :1025)"
 	@echo "make test   run the test suite (unit, SQLite and PostgreSQL, end-to-end on real parts)"
+	@echo "make test-faults  only the fault tests (also part of make test), printing one line per fault"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks (figures go in the README)"
 	@echo "make demo   fill the demo clinic with a synthetic cohort run through the real pipeline (~30 s)"
@@ -24,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults -s
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e"

@@ -25,6 +25,8 @@ from needlecare.intake import ingest
 from tests.conftest import free_port
 from tests.factories import event_body
 
+pytestmark = pytest.mark.faults
+
 
 def _record(db: Session, n: int) -> int:
     return ingest.record(db, ingest.validate(event_body(n)), actor="test").session_id  # type: ignore[return-value]

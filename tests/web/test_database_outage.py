@@ -22,6 +22,8 @@ from tests.pg import PgCluster, start_cluster
 
 URL = "/api/v1/events/session-completed"
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:
