@@ -3,7 +3,6 @@
 Used by the HTTP ingress and the CLI alike, so both give the same answers and the same errors.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from models import AuditEvent, Clinic, Patient, Practitioner, SessionCompleted, 
 from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.catalogue import Catalogue, get_catalogue
+from needlecare.core.jsonin import JsonInputError, load_json
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
 OLDEST_ACCEPTED = timedelta(days=366)
@@ -52,9 +52,9 @@ class Recorded:
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidSession([Problem((), f"body is not valid JSON: {exc}", "json_invalid")]) from None
+        data = load_json(raw)
+    except JsonInputError as exc:
+        raise InvalidSession([Problem((), str(exc), "json_invalid")]) from None
     if not isinstance(data, dict):
         raise InvalidSession([Problem((), "body must be a JSON object", "type_error")])
     return data

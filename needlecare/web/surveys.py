@@ -5,7 +5,6 @@ advice of the escalation rules (``needlecare.safety.advice``) in the same respon
 shows its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for
 unusable links say nothing about the patient, the clinic or the check."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from sqlmodel import Session
 from models import Clinic
 from models.base import utcnow
 from needlecare.core.db import get_engine
+from needlecare.core.jsonin import JsonInputError, load_json
 from needlecare.core.rendering import TEMPLATES_DIR
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import TokenExpired, TokenInvalid, read_token
@@ -214,8 +214,8 @@ def _unsaved_advice(db: Session, data: dict[str, Any], context: SurveyContext | 
 
 def _submit_api(token: str, raw: bytes, settings: Settings) -> _Outcome:
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = load_json(raw)
+    except JsonInputError:
         data = None
     if not isinstance(data, dict):
         return _body_not_object(token, settings)
