@@ -44,6 +44,7 @@ from models import StaffUser
 from models.base import utcnow
 from needlecare.core.settings import Settings
 from needlecare.staff import auth
+from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import DbDep, SettingsDep
 from needlecare.web.templating import templates
 
@@ -116,12 +117,10 @@ def _delete_session_cookie(response: Response, settings: Settings) -> None:
 
 async def read_form(request: Request) -> FormData:
     """The url-encoded form of a POST (no python-multipart needed); other bodies read as an empty form."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise HTTPException(413, f"form larger than {MAX_FORM_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise HTTPException(413, f"form larger than {MAX_FORM_BYTES} bytes")
+    try:
+        raw = await read_limited(request, MAX_FORM_BYTES)
+    except BodyTooLarge:
+        raise HTTPException(413, f"form larger than {MAX_FORM_BYTES} bytes") from None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         return FormData()

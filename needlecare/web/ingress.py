@@ -13,6 +13,7 @@ from needlecare.core.settings import Settings
 from needlecare.core.signing import SIGNATURE_HEADER, verify
 from needlecare.intake import ingest
 from needlecare.intake.clinics import webhook_secret
+from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import SettingsDep
 
 router = APIRouter(prefix="/api/v1/events", tags=["ingress"])
@@ -31,9 +32,10 @@ MAX_BODY_BYTES = 64 * 1024
 )
 async def session_completed(request: Request, settings: SettingsDep) -> JSONResponse:
     """Record a completed needling session. Body: the session-completed contract (see README)."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return JSONResponse(status_code=413, content={"detail": f"body exceeds {MAX_BODY_BYTES} bytes"})
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        return JSONResponse(status_code=413, content={"detail": str(exc)})
     signature = request.headers.get(SIGNATURE_HEADER)
     status, content = await run_in_threadpool(_handle, raw, signature, settings)
     return JSONResponse(status_code=status, content=content)

@@ -49,6 +49,7 @@ from needlecare.surveys.responses import (
     record_answer,
     survey_context,
 )
+from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import DbDep, SettingsDep
 
 router = APIRouter(tags=["surveys"])
@@ -97,8 +98,9 @@ def survey_form(token: str, request: Request, settings: SettingsDep, db: DbDep) 
 
 @router.post("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def survey_submit(token: str, request: Request, settings: SettingsDep) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge:
         return _unavailable_page(request, "invalid", None, status=413)
     form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=200)
     return await run_in_threadpool(_submit_form, request, token, form, settings)
@@ -131,9 +133,10 @@ async def submit_answers(token: str, request: Request, settings: SettingsDep) ->
 
     Error responses also carry `advice` when the body ticks a red flag: show it to the patient all the same.
     """
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return JSONResponse(status_code=413, content={"detail": f"body exceeds {MAX_BODY_BYTES} bytes"})
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        return JSONResponse(status_code=413, content={"detail": str(exc)})
     outcome = await run_in_threadpool(_submit_api, token, raw, settings)
     advice = outcome.advice.as_dict() if outcome.advice else None
     if outcome.response_id is not None:

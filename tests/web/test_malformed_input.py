@@ -74,3 +74,23 @@ def test_the_answers_api_refuses_malformed_bodies(client: TestClient, raw: bytes
         "/api/v1/surveys/not-a-token/answers", content=raw, headers={"Content-Type": "application/json"}
     )
     assert 400 <= answer.status_code < 500, answer.text
+
+
+def test_an_oversized_chunked_body_is_refused_while_it_streams(client: TestClient, db: Session) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(256):  # 4 MiB in 16 KiB chunks, with no Content-Length
+            yield b"x" * 16384
+
+    answer = client.post(URL, content=chunks(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "exceeds 65536 bytes" in answer.text
+    assert _sessions(db) == 0
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/surveys/not-a-token/answers", "/s/not-a-token", "/login"])
+def test_a_declared_oversized_body_is_refused_before_reading(client: TestClient, path: str) -> None:
+    answer = client.post(
+        path,
+        content=b"a=" + b"x" * 70000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 413
