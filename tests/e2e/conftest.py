@@ -2,6 +2,7 @@
 
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,18 +107,27 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
 DEPLOYMENTS = ("aftercare/on-session-completed", "escalation/on-survey-answered", "dispatch/dispatch")
 
 
-def _delete_deployments(server: PrefectServer) -> None:
-    """So the next stack waits for its own runner, not a paused leftover."""
+def _delete_deployments(server: PrefectServer, patience: float = 120) -> None:
+    """So the next stack waits for its own runner, not a paused leftover. A Prefect server on SQLite can stall
+    for many seconds on a busy machine: retry each call until ``patience`` runs out."""
+    deadline = time.monotonic() + patience
     for name in DEPLOYMENTS:
-        r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=5)
-        if r.status_code == 200:
-            httpx.delete(f"{server.api_url}/deployments/{r.json()['id']}", timeout=5)
+        while True:
+            try:
+                r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=30)
+                if r.status_code == 200:
+                    httpx.delete(f"{server.api_url}/deployments/{r.json()['id']}", timeout=30)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
 
 def _deployment_ready(server: PrefectServer) -> bool:
     try:
         for name in DEPLOYMENTS:
-            r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=5)
+            r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=15)
             if r.status_code != 200 or r.json().get("paused"):
                 return False
         return True

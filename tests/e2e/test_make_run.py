@@ -68,12 +68,12 @@ def test_run_prints_a_working_command_and_stops_cleanly(tmp_path: Path) -> None:
         assert sent.returncode == 0 and "accepted" in sent.stdout, sent.stdout + sent.stderr
         web = f"http://127.0.0.1:{ports['NEEDLECARE_WEB_PORT']}"
         deadline = time.monotonic() + 120
-        while not httpx.get(f"{web}/outbox.json", timeout=5).json():
+        while not httpx.get(f"{web}/outbox.json", timeout=30).json():
             assert time.monotonic() < deadline, "no email on /outbox"
             time.sleep(0.5)
-        [mail] = httpx.get(f"{web}/outbox.json", timeout=5).json()
+        [mail] = httpx.get(f"{web}/outbox.json", timeout=30).json()
         assert mail["to"] == ["sam@example.org"] and "Hi Sam" in mail["text"]
-        assert "After your session" in httpx.get(f"{web}/outbox", timeout=5).text
+        assert "After your session" in httpx.get(f"{web}/outbox", timeout=30).text
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)

@@ -111,7 +111,7 @@ def test_a_bad_signature_stores_and_sends_nothing(stack: Stack) -> None:
 
 def _running(server: PrefectServer, deployment: str) -> list[dict[str, Any]]:
     """Active runs of *this* stack's deployment (a previous stack's runner may have left orphaned runs)."""
-    found = httpx.get(f"{server.api_url}/deployments/name/{deployment}", timeout=10)
+    found = httpx.get(f"{server.api_url}/deployments/name/{deployment}", timeout=30)
     found.raise_for_status()
     active = {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}
     runs = server.post(
