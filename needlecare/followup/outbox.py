@@ -205,7 +205,6 @@ def _note(db: Session, notification_id: int, status: NotificationStatus) -> Note
     n = db.get(Notification, notification_id)
     if action is None or n is None:
         return None
-    db.refresh(n)
     patient = db.get(Patient, n.patient_id)
     what = f"{undelivered.describe(db, n)} (message {n.id})"
     reason = "quiet hours in the patient's time zone" if status == S.PENDING else n.skip_reason or n.last_error or ""

@@ -17,6 +17,7 @@ from models import Alert, AlertStatus, Clinic, Contact, Notification, Notificati
 from models.base import utcnow
 from needlecare.core.settings import Settings
 from needlecare.core.sql import insert_ignore
+from needlecare.followup import aftercare
 
 AUDIENCE = "undelivered"
 USEFUL_FOR = timedelta(days=7)  # an operational alert older than this is no longer worth retrying
@@ -58,7 +59,7 @@ def queue_for_alert(db: Session, alert: Alert, *, now: datetime) -> None:
 
 
 def describe(db: Session, n: Notification) -> str:
-    if n.kind == "aftercare":
+    if n.kind == aftercare.TEMPLATE:
         return "the aftercare notice"
     contact = db.get(Contact, n.contact_id) if n.contact_id is not None else None
     step = contact.step_id if contact is not None else "a follow-up"

@@ -10,11 +10,11 @@ from models import Clinic
 from needlecare.core import clock
 from needlecare.followup.undelivered import list_undelivered
 from needlecare.web.auth import CurrentUser
+from needlecare.web.cases import NO_STORE
 from needlecare.web.deps import DbDep
 from needlecare.web.templating import templates
 
 router = APIRouter(tags=["staff"], include_in_schema=False)
-NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
 
 
 @router.get("/undelivered", response_class=HTMLResponse)
