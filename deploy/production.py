@@ -30,6 +30,7 @@ from aiosmtpd.controller import Controller
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.readiness import not_ready
 from needlecare.dev.stack import Child, spawn, stop_all, wait_http
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic
 
@@ -222,11 +223,13 @@ def _events_flow(stack: ProductionStack, event_id: str) -> bool:
 
 
 def _deployments_ready(stack: ProductionStack) -> bool:
-    """Every deployment of deploy/prefect.yaml registered on the pool and READY (a worker polls for it)."""
+    """Every deployment of deploy/prefect.yaml registered on the pool and READY (a worker polls for it), its
+    event triggers live."""
     wanted = {d["name"] for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
     rows = stack.api("POST", "/deployments/filter", {"work_pools": {"name": {"any_": [POOL]}}})
     assert isinstance(rows, list)
-    return wanted <= {d["name"] for d in rows if d.get("status") == "READY"}
+    ready = wanted <= {d["name"] for d in rows if d.get("status") == "READY"}
+    return ready and not not_ready(stack.api_url)
 
 
 def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack:

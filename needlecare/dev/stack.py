@@ -1,7 +1,8 @@
 """`make run`: the whole system on one box, on embedded defaults, stopped cleanly by Ctrl-C.
 
 Starts, in order: the database schema and demo clinic, a local Prefect server (its own SQLite),
-the local mail capture (in this process), the web app, and the served flows with their trigger.
+the local mail capture (in this process), the web app, and the served flows with their triggers; the banner
+is printed once the triggers are live, so the first event starts a run.
 Every child runs in its own process group, so stopping kills flow-run subprocesses too.
 """
 
@@ -22,6 +23,7 @@ from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.core.signing import sign
 from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.readiness import not_ready
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic, sample_bytes
 
 BIN = Path(sys.executable).parent
@@ -124,6 +126,19 @@ DEMO_STAFF_EMAIL = "dana@riverside.example"
 DEMO_STAFF_PASSWORD = "needlecare-demo-only"  # development stack only; `needlecare run` refuses production
 
 
+def wait_ready(api_url: str, timeout: float, children: list[Child]) -> list[str]:
+    """Wait until :func:`readiness.not_ready` is empty; returns what was still pending at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = not_ready(api_url)
+        if not pending or time.monotonic() > deadline:
+            return pending
+        for child in children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode}")
+        time.sleep(0.5)
+
+
 def ensure_demo_staff(settings: Settings) -> None:
     """A staff login for the demo clinic, so the cases and dashboard pages can be opened at once."""
     from needlecare.staff.auth import create_user, find_user
@@ -194,6 +209,14 @@ def run(settings: Settings, say: "Say") -> int:
         children.append(web)
         children.append(spawn("flows", flows_command(), env, log_dir))
         wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", 60, web)
+        say("Waiting for the flows to register their deployments and event triggers…")
+        pending = wait_ready(settings.prefect_api_url, 180, children)
+        if pending:
+            say(
+                "Still not ready after 180 s: " + "; ".join(pending) + ". Events sent now are picked up by the "
+                f"next dispatch pass instead (every {settings.dispatch_interval_seconds} s); see "
+                f"{log_dir / 'flows.log'}."
+            )
         sample = data_dir / "sample-event.json"
         body = sample_bytes()
         sample.write_bytes(body)

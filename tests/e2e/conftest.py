@@ -8,11 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlmodel import Session
 
 from models import ClinicCreate
 from needlecare.core import db as database
 from needlecare.dev.mailcapture import start_capture
+from needlecare.dev.readiness import SPEC, not_ready
 from needlecare.dev.stack import flows_command, spawn, wait_http, web_command
 from needlecare.intake.clinics import add_clinic
 from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
@@ -93,7 +95,7 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         )
         s.children.append(spawn("flows", flows_command(), env, root / "logs"))
         wait_http(s.web_url + "/healthz", 60, s.children[0])
-        s.wait_for(lambda: _deployment_ready(prefect_server), 90, "the served deployments")
+        s.wait_for(lambda: not not_ready(prefect_server.api_url), 90, "the served deployments and their triggers")
         yield s
     finally:
         s.stop()
@@ -104,32 +106,21 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-DEPLOYMENTS = ("aftercare/on-session-completed", "escalation/on-survey-answered", "dispatch/dispatch")
-
-
 def _delete_deployments(server: PrefectServer, patience: float = 120) -> None:
     """So the next stack waits for its own runner, not a paused leftover. A Prefect server on SQLite can stall
     for many seconds on a busy machine: retry each call until ``patience`` runs out."""
+    names = [d["name"] for d in yaml.safe_load(SPEC.read_text())["deployments"]]
     deadline = time.monotonic() + patience
-    for name in DEPLOYMENTS:
-        while True:
-            try:
-                r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=30)
-                if r.status_code == 200:
-                    httpx.delete(f"{server.api_url}/deployments/{r.json()['id']}", timeout=30)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-
-
-def _deployment_ready(server: PrefectServer) -> bool:
-    try:
-        for name in DEPLOYMENTS:
-            r = httpx.get(f"{server.api_url}/deployments/name/{name}", timeout=15)
-            if r.status_code != 200 or r.json().get("paused"):
-                return False
-        return True
-    except httpx.HTTPError:
-        return False
+    while True:
+        try:
+            r = httpx.post(
+                f"{server.api_url}/deployments/filter", json={"deployments": {"name": {"any_": names}}}, timeout=30
+            )
+            r.raise_for_status()
+            for deployment in r.json():
+                httpx.delete(f"{server.api_url}/deployments/{deployment['id']}", timeout=30).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
