@@ -31,7 +31,7 @@ from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import start_capture
 from needlecare.dev.readiness import not_ready
-from needlecare.dev.stack import Child, spawn, stop_all, wait_http
+from needlecare.dev.stack import Child, descendants, spawn, stop_all, wait_http
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,12 +151,26 @@ class ProductionStack:
     def kill_worker(self, index: int) -> Child:
         """A lost machine: SIGKILL the worker and its flow runs (Prefect starts each in a session of its own)."""
         child = self.workers[index]
-        for pid in [child.process.pid, *descendants(child.process.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        child.process.wait(timeout=30)
+        child.kill()
         self.killed.append(child)
         return child
+
+    def kill_prefect(self) -> list[Child]:
+        """The Prefect server's machine lost: SIGKILL its API and services (Redis, their broker, stays)."""
+        lost = [c for c in self.services if c.name.startswith("prefect-")]
+        for child in lost:
+            child.kill()
+        self.killed.extend(lost)
+        return lost
+
+    def restart_prefect(self, timeout: float = 300) -> None:
+        """Start what :meth:`kill_prefect` killed, with the same commands, and wait for the API."""
+        for i, child in enumerate(self.services):
+            if child in self.killed:
+                self.killed.remove(child)
+                self.services[i] = child.respawn()
+        api = next(c for c in self.services if c.name == "prefect-api")
+        wait_http(self.api_url + "/health", timeout, api)
 
     def api(self, method: str, path: str, body: object = None) -> object:
         response = httpx.request(method, self.api_url + path, json=body, timeout=30).raise_for_status()
@@ -299,20 +313,6 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     stack.web = spawn("web", web_args, env, log_dir)
     wait_http(web_url + "/healthz", 180, stack.web)
     return stack
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), including those in sessions of their own."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "pid (comm)": state, ppid
-            parents.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        found += (kids := parents.get(todo.pop(), []))
-        todo += kids
-    return found
 
 
 def stop(stack: ProductionStack) -> None:

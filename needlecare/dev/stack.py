@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlmodel import Session
@@ -56,6 +56,37 @@ def flows_command() -> list[str]:
 class Child:
     name: str
     process: subprocess.Popen[bytes]
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def kill(self) -> None:
+        """SIGKILL the child and every process below it (a lost machine: flow runs that Prefect started in
+        sessions of their own included), and reap it."""
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def respawn(self) -> "Child":
+        """The same command, environment and log again (after :meth:`kill`)."""
+        if self.log_dir is None:
+            raise RuntimeError(f"{self.name} was not started by spawn(); it cannot be respawned")
+        return spawn(self.name, self.args, self.env, self.log_dir)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), including those in sessions of their own."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "pid (comm)": state, ppid
+            parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (kids := parents.get(todo.pop(), []))
+        todo += kids
+    return found
 
 
 def port_free(host: str, port: int) -> bool:
@@ -105,7 +136,7 @@ def child_env(settings: Settings) -> dict[str, str]:
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
     with (log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return Child(name, process)
+    return Child(name, process, list(args), dict(env), log_dir)
 
 
 def stop_all(children: list[Child], grace: float = 10.0) -> None:
