@@ -4,7 +4,8 @@ Exactly once: a notice is a row with a unique idempotency key, written before an
 claimed a few at a time under a token and a short lease (``needlecare.core.claims``); the lease is renewed
 while a send is in progress, and the outcome is written only if the claim is still this pass's, so a pass
 that lost its claim neither records nor sends again. A transient failure is retried with capped, jittered
-backoff while the message is still useful (``messages.useful_until``), then it is final. What remains possible:
+backoff while the message is still useful (``messages.useful_until``), then it is final; the first send of a
+pass that goes through makes every waiting retry due at once (the route is back). What remains possible:
 a worker killed after the SMTP server accepted a message and before the commit sends it again one lease
 later; a send whose reply never came is counted in ``ambiguous_attempts`` and retried with the same
 ``Message-ID``.
@@ -13,7 +14,8 @@ later; a send whose reply never came is counted in ``ambiguous_attempts`` and re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from models import AuditEvent, Notification, NotificationStatus, Patient
 from models.base import utcnow
@@ -27,7 +29,18 @@ from needlecare.followup.messages import Defer, Skip, compose, message_id, usefu
 from needlecare.followup.planning import plan_pending_sessions
 
 S = NotificationStatus
-_COUNTS = ("planned", "opened", "deferred", "expired", "claimed", "sent", "retried", "failed", "skipped")
+_COUNTS = (
+    "planned",
+    "opened",
+    "deferred",
+    "expired",
+    "claimed",
+    "sent",
+    "retried",
+    "failed",
+    "skipped",
+    "pulled_forward",
+)
 
 
 @dataclass
@@ -41,6 +54,7 @@ class PassResult:
     retried: int = 0
     failed: int = 0
     skipped: int = 0
+    pulled_forward: int = 0  # retries made due at once because a send showed the route works again
     notification_ids: list[int] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)  # every message not sent in this pass, and why
 
@@ -171,9 +185,14 @@ def _send_due(
     db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
 ) -> None:
     clock = claims.PassClock(now)
+    recovered = False
 
     def send(claim: claims.Claim) -> str:
+        nonlocal recovered
         status = deliver(db, claim, now=now, settings=settings, catalogue=catalogue, clock=clock)
+        if status == S.SENT and not recovered:
+            recovered = True
+            result.pulled_forward += pull_forward_retries(db, now=now)
         if status != S.SENT:
             note = _note(db, claim.id, status)
             if note is not None:
@@ -194,6 +213,19 @@ def _send_due(
     result.retried += statuses[S.RETRY.value]
     result.failed += statuses[S.FAILED.value]
     result.skipped += statuses[S.SKIPPED.value]
+
+
+def pull_forward_retries(db: Session, *, now: datetime) -> int:
+    """A send just went through, so the mail route works: every message waiting out a backoff is due now
+    rather than minutes after the route came back. Retries stay counted; only the wait is cut. Commits."""
+    query = (
+        update(Notification)
+        .where(col(Notification.status) == S.RETRY.value, col(Notification.due_at) > now)
+        .values(due_at=now)
+    )
+    count = db.exec(query).rowcount
+    db.commit()
+    return int(count or 0)
 
 
 _ACTIONS = {S.PENDING: "deferred", S.SKIPPED: "skipped", S.RETRY: "retrying", S.FAILED: "failed"}
