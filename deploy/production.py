@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 POOL = "needlecare-process"
 PREFECT_YAML = ROOT / "deploy" / "prefect.yaml"
+AUTOMATIONS_YAML = ROOT / "deploy" / "automations.yaml"
+HEARTBEAT_SECONDS = "30"  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers' flow runs (deploy/automations.yaml)
 REDIS_SETTINGS = {  # what the Prefect API and services need to share events and leases through Redis
     "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
     "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
@@ -119,6 +121,7 @@ def open_cluster(root: Path, port: int) -> PgCluster:
 class Options:
     data_dir: Path
     workers: int = 2
+    worker_limit: int = 2  # flow runs one worker runs at once: a burst's helper runs then spread over workers
     web_workers: int = 2
     smtp_url: str | None = None  # an Apprise mailto:// URL; None: a local mail capture
     services: str = "separate"  # "separate": API --no-services + `server services start`; "inline": one process
@@ -246,6 +249,20 @@ def _deployments_ready(stack: ProductionStack) -> bool:
     return ready and not not_ready(stack.api_url)
 
 
+def apply_automations(api_url: str, path: Path = AUTOMATIONS_YAML) -> list[str]:
+    """Create the automations of ``path``, replacing any of the same name (so a release can re-run it)."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    wanted = [AutomationCore.model_validate(a) for a in yaml.safe_load(path.read_text())["automations"]]
+    with httpx.Client(base_url=api_url.rstrip("/"), timeout=30) as client:
+        existing = client.post("/automations/filter", json={}).raise_for_status().json()
+        for automation in wanted:
+            for old in (a for a in existing if a["name"] == automation.name):
+                client.delete(f"/automations/{old['id']}").raise_for_status()
+            client.post("/automations/", json=automation.model_dump(mode="json")).raise_for_status()
+    return [a.name for a in wanted]
+
+
 def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack:
     """Start every part in order; the stack is appended to ``stack_holder`` at once, so a caller can stop
     what was started even when a later part fails."""
@@ -284,6 +301,7 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     run_cli(pool, env, log_dir, "work-pool")
     deploy = [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)]
     run_cli(deploy, env, log_dir, "deploy")
+    say(f"Automations of {AUTOMATIONS_YAML.name}: {', '.join(apply_automations(api_url))}")
 
     say("Application database: migrations and the demo clinic…")
     app_url = pg.url("needlecare", "psycopg")
@@ -296,6 +314,7 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     env.update(NEEDLECARE_ENV="production", NEEDLECARE_HOME=str(ROOT), NEEDLECARE_DATA_DIR=str(data_dir / "app"))
     env.update(NEEDLECARE_DATABASE_URL=app_url, NEEDLECARE_PREFECT_API_URL=api_url, NEEDLECARE_SECRET_KEY=secret_key)
     env.update(NEEDLECARE_PATIENT_EMAIL_URL=smtp_url, NEEDLECARE_PUBLIC_BASE_URL=web_url)
+    env.update(PREFECT_FLOWS_HEARTBEAT_FREQUENCY=HEARTBEAT_SECONDS)
     env.update(opts.extra_env)
     stack.clinic_secret = ensure_demo_clinic(Settings(database_url=app_url))  # needs the database only
     database.get_engine(app_url).dispose()
@@ -303,6 +322,7 @@ def start(opts: Options, stack_holder: list[ProductionStack]) -> ProductionStack
     say(f"{opts.workers} process workers on pool {POOL}…")
     for name in (names := [f"needlecare-worker-{i + 1}" for i in range(opts.workers)]):
         args = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name", name]
+        args += ["--limit", str(opts.worker_limit)]
         stack.workers.append(spawn(name, args, env, log_dir))
     wait_until(lambda: _workers_online(stack, names), 180, "the workers to come online", stack.children)
     wait_until(lambda: _deployments_ready(stack), 120, "the deployments to be ready", stack.children)
@@ -364,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole production stack on this machine")
-    for flag in ("--workers", "--web-workers"):
+    for flag in ("--workers", "--worker-limit", "--web-workers"):
         up.add_argument(flag, type=int, default=2)
     up.add_argument("--data-dir", type=Path, default=ROOT / "var" / "production")
     up.add_argument("--smtp-url", help="Apprise mailto:// URL of the mail provider (default: a local capture)")
@@ -372,7 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--redis-url", help="an existing Redis for the Prefect API and services (default: start one)")
     up.add_argument("--web-port", type=int, default=8000, help="0 picks a free port")
     up.add_argument("--prefect-port", type=int, default=4200, help="0 picks a free port")
+    auto = sub.add_parser("automations", help=f"apply {AUTOMATIONS_YAML.name} to a Prefect API (idempotent)")
+    auto.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL"), help="default: $PREFECT_API_URL")
     args = parser.parse_args(argv)
+    if args.command == "automations":
+        if not args.api_url:
+            parser.error("automations: give --api-url or set PREFECT_API_URL")
+        try:
+            print("applied:", ", ".join(apply_automations(args.api_url)))
+        except httpx.HTTPError as exc:
+            print(f"could not apply the automations at {args.api_url}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     signals: list[int] = []
 
     def _interrupt(signum: int, _frame: object) -> None:  # the first signal stops, later ones wait for it

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, or_, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from models import Alert, Notification
 
@@ -58,6 +58,11 @@ def _due(model: Outbox, now: datetime, lease_seconds: float) -> Any:
         and_(col(model.status).in_([PENDING, RETRY]), col(model.due_at) <= now),
         and_(col(model.status) == SENDING, col(model.claimed_at) < stale),
     )
+
+
+def due_count(db: Session, model: Outbox, *, now: datetime, lease_seconds: float = 60.0) -> int:
+    """How many rows of ``model`` :func:`claim` could take now."""
+    return int(db.exec(select(func.count()).select_from(model).where(_due(model, now, lease_seconds))).one())
 
 
 def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         ),
     )
     claim_batch: int = Field(default=20, ge=1, le=1000, description="Messages one sender claims at a time.")
+    drain_helpers: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description=(
+            "Extra runs an aftercare or dispatch run asks for when more than two claim batches are due, so "
+            "that several workers share a burst (each helper drains once, then stops). 0: never."
+        ),
+    )
     drain_linger_seconds: float = Field(
         default=20, ge=0, description="How long an aftercare run keeps polling for new work once idle."
     )

@@ -72,6 +72,11 @@ class PassResult:
         return {k: getattr(self, k) for k in _COUNTS}
 
 
+def due_count(db: Session, *, now: datetime, lease_seconds: float) -> int:
+    """Messages a pass would claim now (pending or retrying and due, or left by a sender whose lease ran out)."""
+    return claims.due_count(db, Notification, now=now, lease_seconds=lease_seconds)
+
+
 def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
     """Atomically mark up to ``limit`` due notifications as SENDING for this caller; returns their ids."""
     return claims.claim_due(db, Notification, now=now, limit=limit, lease_seconds=lease_seconds)

@@ -155,3 +155,24 @@ def test_prefect_server_down_while_events_arrive(stack: Stack, prefect_server: P
     _wait_sent(stack, sids, 150, "emails after the Prefect server came back")
     assert sorted(_mails_for(stack, sids)) == sorted(set(_mails_for(stack, sids)))
     assert len(_mails_for(stack, sids)) == 3
+
+
+def test_a_backlog_is_shared_with_helper_runs_and_sent_once(stack: Stack, prefect_server: PrefectServer) -> None:
+    """100 sessions stored while no run is alive: the next run asks for helper runs (DRAIN_HELPERS=2), which
+    Prefect starts too; between them every notice is sent exactly once."""
+    stack.wait_for(
+        lambda: not _running(prefect_server, "aftercare/on-session-completed"), 180, "lingering aftercare runs to end"
+    )
+    with Session(database.get_engine(stack.db_url)) as db:
+        sids = [
+            ingest.record(db, ingest.validate(event_body(next(_counter))), actor="test").session_id for _ in range(100)
+        ]
+    _wait_sent(stack, sids, 180, "the backlog to be sent")
+    assert sorted(_mails_for(stack, sids)) == sorted(set(_mails_for(stack, sids)))
+    assert len(_mails_for(stack, sids)) == 100
+
+    def helpers_ran() -> bool:
+        runs = prefect_server.post("/flow_runs/filter", {"limit": 200, "sort": "EXPECTED_START_TIME_DESC"})
+        return sum(1 for r in runs if r["parameters"].get("helper") and r["state_type"] == "COMPLETED") >= 2
+
+    stack.wait_for(helpers_ran, 60, "two completed helper runs")

@@ -6,6 +6,7 @@ app, the application on SQLite, default timings — with the SMTP capture behind
 two process workers, two uvicorn workers) with the same gate.
 """
 
+import re
 import shutil
 import tempfile
 import time
@@ -29,6 +30,7 @@ from tests.e2e.stack import PrefectServer, base_env
 from tests.faults.gate import Gate
 
 MAIL_FROM = "aftercare@needlecare.local"
+WORKER_LINE = re.compile(r"Worker '([^']+)' submitting flow run")
 
 
 def _gate_and_capture(root: Path) -> tuple[Gate, Controller, Path]:
@@ -126,6 +128,7 @@ class ProductionFaultStack:
     gate: Gate
     mail_dir: Path
     name: str = "production"
+    orphaned_runs: list[str] = field(default_factory=list)
 
     @property
     def web_url(self) -> str:
@@ -152,11 +155,32 @@ class ProductionFaultStack:
     def restart_prefect(self) -> None:
         self.stack.restart_prefect()
 
+    def running_by_worker(self) -> dict[str, list[str]]:
+        """Ids of the RUNNING flow runs, by the worker that submitted them (from the runs' logs)."""
+        active = {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}, "limit": 50}
+        runs = self.stack.api("POST", "/flow_runs/filter", active)
+        assert isinstance(runs, list)
+        found: dict[str, list[str]] = {}
+        for run in runs:
+            logs = self.stack.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
+            assert isinstance(logs, list)
+            for log in logs:
+                if m := WORKER_LINE.search(log["message"]):
+                    found.setdefault(m.group(1), []).append(run["id"])
+                    break
+        return found
+
     def kill_sender(self) -> str:
-        """SIGKILL the worker that submitted the newest flow run (a lost machine); it stays dead."""
-        index = len(self.stack.workers) - 1
-        self.stack.kill_worker(index)
-        return f"worker {index + 1} of {len(self.stack.workers)} killed (-9, not restarted)"
+        """SIGKILL a worker that is running a flow run (a lost machine); it stays dead. The runs it held are
+        kept in ``orphaned_runs``."""
+        deadline = time.monotonic() + 60
+        while not (running := self.running_by_worker()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        names = [w.name for w in self.stack.workers]
+        victim = next((n for n in names if n in running), names[-1])
+        self.orphaned_runs = running.get(victim, [])
+        self.stack.kill_worker(names.index(victim))
+        return f"worker {names.index(victim) + 1} of {len(names)} killed (-9, not restarted)"
 
     def stop_database(self) -> None:
         self.stack.pg.stop()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.faults import scenarios
-from tests.faults.harness import check
+from tests.faults.harness import check, wait_until
 from tests.faults.stacks import ProductionFaultStack, production_fault_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -53,3 +53,16 @@ def test_prefect_server_killed(stack: ProductionFaultStack) -> None:
 def test_a_worker_killed(stack: ProductionFaultStack) -> None:
     """Last: the killed worker stays dead, as a lost machine would."""
     check(scenarios.sender_killed(stack))
+
+
+def test_the_killed_workers_flow_runs_are_marked_crashed(stack: ProductionFaultStack) -> None:
+    """deploy/automations.yaml: no heartbeat for 90 s (the workers beat every 30 s) marks the run CRASHED."""
+    assert stack.orphaned_runs, "the killed worker was running a flow run"
+
+    def crashed() -> bool:
+        body = {"flow_runs": {"id": {"any_": stack.orphaned_runs}}}
+        runs = stack.stack.api("POST", "/flow_runs/filter", body)
+        assert isinstance(runs, list)
+        return all(r["state_type"] == "CRASHED" for r in runs)
+
+    wait_until(stack, crashed, 150, "the killed worker's flow runs to be marked CRASHED")

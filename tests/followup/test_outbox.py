@@ -204,3 +204,10 @@ def test_one_pass_works_through_every_batch(db: Session, clinic: Clinic, setting
     next_day = clock.next_allowed(completed + timedelta(hours=24, minutes=1), "UTC", 21, 8)
     second = outbox.run_pass(db, now=next_day, settings=settings, batch=3)
     assert (second.opened, second.sent) == (10, 10), second.summary()
+
+
+@pytest.mark.parametrize(("due", "wanted"), [(0, 0), (59, 0), (60, 1), (79, 1), (80, 2), (10_000, 2)])
+def test_helper_runs_are_asked_for_beyond_two_batches_up_to_the_setting(due: int, wanted: int) -> None:
+    from flows.aftercare import helpers_wanted
+
+    assert helpers_wanted(due, batch=20, most=2) == wanted
