@@ -1,4 +1,4 @@
-"""Handing a rendered email to Apprise, and turning its bool into an exception with a reason.
+"""Handing a rendered email to Apprise, and turning its result into an exception with a reason.
 
 Failures are sorted by what retrying can do: a 5xx SMTP reply or an unusable address is permanent; a refused
 connection, a timeout or a 4xx reply is transient; a message whose SMTP ``DATA`` was handed over but whose reply
@@ -27,6 +27,7 @@ from urllib.parse import quote
 import apprise
 from apprise.attachment.memory import AttachMemory
 from apprise.plugins.email import base as _email_base
+from apprise.plugins.email import smtp as _email_smtp  # Apprise 2 opens SMTP connections here, not in base
 
 from needlecare.core.rendering import RenderedEmail
 from needlecare.core.retry import next_attempt
@@ -88,7 +89,7 @@ def _tls_context(check_hostname: bool, verify_mode: ssl.VerifyMode) -> ssl.SSLCo
     return context
 
 
-_email_base.ssl = _SharedTLS()  # type: ignore[assignment]
+_email_smtp.ssl = _SharedTLS()  # type: ignore[assignment]
 
 # What the current send saw of the SMTP conversation: whether DATA was started, and a reply code if refused.
 _smtp_state: ContextVar[dict[str, Any] | None] = ContextVar("needlecare_smtp_state", default=None)
@@ -150,7 +151,7 @@ class _TrackedSmtplib:
         return getattr(smtplib, name)
 
 
-_email_base.smtplib = _TrackedSmtplib()  # type: ignore[assignment]
+_email_smtp.smtplib = _TrackedSmtplib()  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class Route:
 def send_alert(routes: list[Route], tag: str, title: str, body: str, *, timeout_seconds: float = 15) -> None:
     """Send a plain-text practitioner alert to every route tagged ``tag``.
 
-    Apprise reports one bool for all routes: if one of several fails, the retry sends to all of them again
+    Apprise reports one result for all routes: if one of several fails, the retry sends to all of them again
     (a second alert is better than none).
     """
     notifier = apprise.Apprise()
@@ -305,7 +306,7 @@ def send_alert(routes: list[Route], tag: str, title: str, body: str, *, timeout_
         notifier.add(service)
     with apprise.LogCapture(level=logging.DEBUG) as captured:
         ok = notifier.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, tag=tag)
-    if ok is None:
+    if ok.status == apprise.AppriseResultStatus.NOMATCH:  # falsy, like a failure: tell them apart first
         raise PermanentDeliveryError(f"no alert route is tagged '{tag}'")
     if not ok:
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
