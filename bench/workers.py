@@ -8,7 +8,7 @@ to the moment every aftercare email of the burst was received, emails per second
 flow runs and how many messages each claimed (from the runs' own "done" log lines). The ratio is two
 workers against one, both runs in this process on this machine.
 
-    .venv/bin/python -m bench.workers [--burst 600] [--out bench/results/workers.json]
+    .venv/bin/python -m bench.workers [--burst 600] [--out bench/results/workers-DATE.json]
 """
 
 import argparse
