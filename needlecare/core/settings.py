@@ -68,11 +68,13 @@ class Settings(BaseSettings):
         default=15, gt=0, description="Timeout of every network operation of one send (connect, each SMTP reply)."
     )
     claim_lease_seconds: float = Field(
-        default=60,
+        default=45,
         gt=0,
         description=(
             "A claim not renewed for this long is taken as abandoned (its worker died) and claimed again. "
-            "Renewed every third of it while a send is in progress; keep it above DELIVERY_TIMEOUT_SECONDS."
+            "Renewed every third of it while a send is in progress; keep it above DELIVERY_TIMEOUT_SECONDS. "
+            "45 s: a dead worker's messages are taken again by the next pass after it, within about 80 s "
+            "(lease + DISPATCH_INTERVAL_SECONDS + a flow-run start)."
         ),
     )
     claim_batch: int = Field(default=20, ge=1, le=1000, description="Messages one sender claims at a time.")

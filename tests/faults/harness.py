@@ -164,6 +164,19 @@ def all_sent(stack: FaultStack, session_ids: set[int]) -> bool:
     return len(notes) == len(session_ids) and all(n.status == "sent" and copies[str(n.id)] for n in notes)
 
 
+def claimed_now(stack: FaultStack) -> set[int]:
+    """Ids of the messages some sender holds a claim on right now."""
+    with Session(database.get_engine(stack.db_url)) as db:
+        return {n.id for n in db.exec(select(Notification).where(Notification.status == "sending")).all() if n.id}
+
+
+def all_ids_sent(stack: FaultStack, ids: set[int]) -> bool:
+    with Session(database.get_engine(stack.db_url)) as db:
+        rows = db.exec(select(Notification).where(Notification.id.in_(ids))).all()  # type: ignore[union-attr]
+    copies = _copies(stack)
+    return all(n.status == "sent" and copies[str(n.id)] for n in rows)
+
+
 @dataclass
 class Tally:
     stack: str

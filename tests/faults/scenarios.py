@@ -13,8 +13,10 @@ from tests.faults.harness import (
     FaultStack,
     Sent,
     Tally,
+    all_ids_sent,
     all_sent,
     bodies,
+    claimed_now,
     join_posting,
     post_all,
     post_in_background,
@@ -24,6 +26,7 @@ from tests.faults.harness import (
 )
 
 OUTAGE_SECONDS = 60.0
+RESUME_WITHIN = 90.0  # a killed sender's claimed messages are sent again within this (lease 45 s + a pass)
 DELIVERY_PATIENCE = 600.0  # the retry backoff after a minute's outage is at most ~2 min; the rest is a busy machine
 
 
@@ -102,11 +105,18 @@ def sender_killed(stack: KillableStack) -> Tally:
     """SIGKILL what runs the flows (with its flow-run processes) a third into the burst."""
     _start(stack)
     payloads, sent, thread = _mid_burst(stack, "sender")
+    wait_until(stack, lambda: bool(claimed_now(stack)), 120, "a sender to hold claims")
+    held = claimed_now(stack)  # claims the killed sender held are among these (the others are in flight)
     what = stack.kill_sender()
     killed = time.monotonic()
+    wait_until(stack, lambda: all_ids_sent(stack, held), RESUME_WITHIN, "the killed sender's claims to be sent")
+    resumed = time.monotonic() - killed
     join_posting(thread)
     done = _finish(stack, sent.session_ids, f"every notice after {what}")
-    return tally(stack, f"{what} mid-burst", sent, len(payloads), done - killed)
+    note = f"its {len(held)} claimed messages resumed and sent {resumed:.0f} s after the kill"
+    result = tally(stack, f"{what} mid-burst", sent, len(payloads), done - killed, note)
+    assert resumed <= RESUME_WITHIN, result.line()
+    return result
 
 
 class DatabaseStack(KillableStack, Protocol):
