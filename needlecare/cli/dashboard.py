@@ -10,7 +10,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
-dashboard_app = typer.Typer(help="The practitioner dashboard's stored figures.", no_args_is_help=True)
+dashboard_app = typer.Typer(
+    rich_markup_mode=None, help="The practitioner dashboard's stored figures.", no_args_is_help=True
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -10,7 +10,9 @@ from needlecare.core import db as database
 from needlecare.core.settings import get_settings
 from needlecare.followup.protocols import ProtocolError
 
-export_app = typer.Typer(help="Export a clinic's follow-up data for other systems.", no_args_is_help=True)
+export_app = typer.Typer(
+    rich_markup_mode=None, help="Export a clinic's follow-up data for other systems.", no_args_is_help=True
+)
 
 
 def _fail(message: str, code: int) -> NoReturn:

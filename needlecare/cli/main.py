@@ -26,13 +26,14 @@ from needlecare.intake.clinics import ClinicExists, add_clinic
 from needlecare.intake.sample import DEMO_CLINIC_ID, sample_bytes
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain Click help: no "<bool>" after flags, wrapped at word boundaries
     help="needlecare: follow-up after dry needling for runners' injuries.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-clinic_app = typer.Typer(help="Register and list clinics.", no_args_is_help=True)
-session_app = typer.Typer(help="Record completed sessions.", no_args_is_help=True)
-db_app = typer.Typer(help="Application database schema.", no_args_is_help=True)
+clinic_app = typer.Typer(rich_markup_mode=None, help="Register and list clinics.", no_args_is_help=True)
+session_app = typer.Typer(rich_markup_mode=None, help="Record completed sessions.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="Application database schema.", no_args_is_help=True)
 app.add_typer(clinic_app, name="clinic")
 app.add_typer(session_app, name="session")
 app.add_typer(db_app, name="db")

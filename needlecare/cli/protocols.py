@@ -12,7 +12,9 @@ from needlecare.followup.protocol_schema import Protocol, Step
 from needlecare.followup.protocols import PROTOCOLS_DIR, ProtocolError, load_protocols
 
 protocols_app = typer.Typer(
-    help="Follow-up protocol packs (protocols/*.toml and a clinic's override directory).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Follow-up protocol packs (protocols/*.toml and a clinic's override directory).",
+    no_args_is_help=True,
 )
 
 DirOption = Annotated[

@@ -15,7 +15,9 @@ from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.staff import auth
 
-staff_app = typer.Typer(help="Staff users who log in to the practitioner pages.", no_args_is_help=True)
+staff_app = typer.Typer(
+    rich_markup_mode=None, help="Staff users who log in to the practitioner pages.", no_args_is_help=True
+)
 
 ClinicOption = Annotated[str, typer.Option("--clinic", help="Clinic id (see `needlecare clinic list`)")]
 EmailOption = Annotated[str, typer.Option("--email", help="Login email of the staff user")]
