@@ -208,8 +208,10 @@ def dispatch_once(
         str | None,
         typer.Option(
             "--as-of",
-            help="Run the pass as of this time: ISO 8601 with offset (2026-11-23T09:00:00Z), "
-            "or relative to now (+24h, +3d). Default: now.",
+            metavar="WHEN",
+            help="Run the pass as of this time: ISO 8601 with offset (2026-11-23T09:00:00Z), relative to "
+            "now (+24h, +3d), or 'next': when the next planned check-in can go (its due time, past the "
+            "patient's quiet hours). Default: now.",
         ),
     ] = None,
     as_json: Annotated[
@@ -220,7 +222,9 @@ def dispatch_once(
     backup for cases past their SLA, evaluate missed safety checks (R13) and send due practitioner alerts."""
     from dataclasses import asdict
 
+    from needlecare.followup.dispatch import next_due
     from needlecare.followup.outbox import run_pass
+    from needlecare.followup.planning import plan_pending_sessions
     from needlecare.safety import alerts, escalation
 
     now = utcnow()
@@ -228,15 +232,23 @@ def dispatch_once(
     if relative:
         amount = float(relative.group(1))
         now += timedelta(hours=amount) if relative.group(2) == "h" else timedelta(days=amount)
-    elif as_of is not None:
+    elif as_of is not None and as_of != "next":
         try:
             now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
         except ValueError:
-            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time (2026-11-23T09:00:00Z) nor +<n>h / +<n>d", 2)
+            _fail(f"--as-of: '{as_of}' is not an ISO 8601 time (2026-11-23T09:00:00Z), +<n>h / +<n>d, nor 'next'", 2)
         if now.tzinfo is None:
             _fail("--as-of: include a time zone offset, e.g. 2026-11-23T09:00:00Z or +01:00", 2)
     settings = get_settings()
     with _db() as db:
+        if as_of == "next":
+            while plan_pending_sessions(db, now=utcnow(), limit=200) == 200:  # new sessions' check-ins count too
+                pass
+            found = next_due(db, after=utcnow(), settings=settings)
+            if found is None:
+                typer.echo("No check-in is planned after now: nothing to dispatch ahead of time.")
+                return
+            now = found
         result = run_pass(db, now=now, settings=settings)
         swept = escalation.sweep(db, now=now)
         sent = alerts.send_due(db, now=now, settings=settings)

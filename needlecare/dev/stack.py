@@ -299,7 +299,7 @@ or over HTTP, signed:
     -H 'X-Needlecare-Signature: {signature}' \\
     --data-binary @{sample}
 A new sample with a fresh session id: .venv/bin/needlecare session sample --out {sample}
-See tomorrow's check-in now (a dispatch pass as of 24 h from now; its link opens the survey):
-  .venv/bin/needlecare dispatch --as-of +24h
+See the first check-in now (a dispatch pass as of when it can go; its link opens the survey):
+  .venv/bin/needlecare dispatch --as-of next
 
 Ctrl-C stops everything.""")

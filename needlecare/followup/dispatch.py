@@ -68,6 +68,23 @@ def dispatch_due(db: Session, *, now: datetime, settings: Settings, limit: int =
     return result
 
 
+def next_due(db: Session, *, after: datetime, settings: Settings, look_at: int = 50) -> datetime | None:
+    """The first moment after ``after`` at which a planned check-in can go: its due time, moved past the
+    patient's quiet hours. None when nothing is planned (a pass as of then sends it)."""
+    planned = db.exec(
+        select(Contact, Patient)
+        .join(Patient, col(Patient.id) == col(Contact.patient_id))
+        .where(Contact.status == C.PLANNED.value, col(Contact.due_at) > after)
+        .order_by(col(Contact.due_at))
+        .limit(look_at)
+    ).all()
+    moments = [
+        clock.next_allowed(contact.due_at, patient.timezone, settings.quiet_hours_start, settings.quiet_hours_end)
+        for contact, patient in planned
+    ]
+    return min(moments, default=None)
+
+
 def _close_expired(db: Session, *, now: datetime) -> int:
     """Sent contacts whose window closed unanswered become expired; planned ones are skipped."""
     expired = db.exec(

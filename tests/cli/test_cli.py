@@ -117,3 +117,28 @@ def test_dispatch_as_of_accepts_iso_and_relative_times_and_refuses_others(env: P
     for bad in ("tomorrow", "2026-11-23T09:00:00"):
         result = runner.invoke(app, ["dispatch", "--as-of", bad])
         assert result.exit_code == 2 and "--as-of" in result.output
+
+
+@pytest.mark.parametrize("hours_ago", [0.1, 5, 11, 17])
+def test_dispatch_as_of_next_opens_the_first_check_in_at_any_time_of_day(
+    env: Path, emitted: list[events.AppEvent], hours_ago: float
+) -> None:
+    """Sessions ended at four local times of day: 'next' always lands where the check-in can go."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+
+    runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
+    path = env / "event.json"
+    path.write_text(json.dumps(event_body(completed_at=(utcnow() - timedelta(hours=hours_ago)).isoformat())))
+    assert runner.invoke(app, ["session", "complete", "--file", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["dispatch", "--as-of", "next", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["opened"] == 1 and summary["deferred"] == 0, summary
+    assert summary["claimed"] == 2, summary  # the aftercare notice and the check-in went to the mail route
+
+
+def test_dispatch_as_of_next_with_nothing_planned_says_so(env: Path) -> None:
+    result = runner.invoke(app, ["dispatch", "--as-of", "next"])
+    assert result.exit_code == 0 and "No check-in is planned" in result.output
