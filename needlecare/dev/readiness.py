@@ -5,6 +5,8 @@ A served or deployed flow registers its deployment first and its triggers' autom
 event that arrives in between starts no run (the dispatch pass finds it later). Start-up waits on this.
 """
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,38 @@ def not_ready(api_url: str, spec_path: Path = SPEC, timeout: float = 15.0) -> li
             return missing
     except httpx.HTTPError as exc:
         return [f"the Prefect API at {base} did not answer ({type(exc).__name__})"]
+
+
+PROBE_EVENT = "needlecare.session.completed"
+
+
+def probe_trigger(api_url: str, timeout: float = 15.0) -> bool:
+    """Send a start-up probe through the aftercare trigger: a session-completed event for session 0 (no such
+    session: the run it starts only drains what is pending). True once an ``aftercare`` run has been created
+    after the probe — the trigger is loaded in the server's memory, not only stored. Call repeatedly."""
+    from datetime import UTC, datetime
+
+    base = api_url.rstrip("/")
+    sent_at = datetime.now(UTC).isoformat()
+    probe = {
+        "id": str(uuid.uuid4()),
+        "event": PROBE_EVENT,
+        "occurred": sent_at,
+        "resource": {"prefect.resource.id": "needlecare.session.0"},
+        "payload": {"session_id": 0, "clinic_id": "probe"},
+    }
+    try:
+        with httpx.Client(base_url=base, timeout=timeout) as client:
+            client.post("/events", json=[probe]).raise_for_status()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                body = {
+                    "flows": {"name": {"any_": ["aftercare"]}},
+                    "flow_runs": {"expected_start_time": {"after_": sent_at}},
+                }
+                if client.post("/flow_runs/filter", json=body).raise_for_status().json():
+                    return True
+                time.sleep(0.5)
+    except httpx.HTTPError:
+        return False
+    return False

@@ -2,7 +2,8 @@
 
 Starts, in order: the database schema and demo clinic, a local Prefect server (its own SQLite),
 the local mail capture (in this process), the web app, and the served flows with their triggers; the banner
-is printed once the triggers are live, so the first event starts a run.
+is printed once the triggers are live (a probe event has started an aftercare run), so the first event starts
+a run or is drained by the probe's lingering run.
 Every child runs in its own process group, so stopping kills flow-run subprocesses too.
 """
 
@@ -23,7 +24,7 @@ from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.core.signing import sign
 from needlecare.dev.mailcapture import start_capture
-from needlecare.dev.readiness import not_ready
+from needlecare.dev.readiness import not_ready, probe_trigger
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic, sample_bytes
 
 BIN = Path(sys.executable).parent
@@ -242,6 +243,8 @@ def run(settings: Settings, say: "Say") -> int:
         wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", 60, web)
         say("Waiting for the flows to register their deployments and event triggers…")
         pending = wait_ready(settings.prefect_api_url, 180, children)
+        if not pending and not any(probe_trigger(settings.prefect_api_url) for _ in range(4)):
+            pending = ["a probe event started no aftercare run within 60 s"]
         if pending:
             say(
                 "Still not ready after 180 s: " + "; ".join(pending) + ". Events sent now are picked up by the "

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from models import ClinicCreate
 from needlecare.core import db as database
 from needlecare.dev.mailcapture import start_capture
-from needlecare.dev.readiness import SPEC, not_ready
+from needlecare.dev.readiness import SPEC, not_ready, probe_trigger
 from needlecare.dev.stack import flows_command, spawn, wait_http, web_command
 from needlecare.intake.clinics import add_clinic
 from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
@@ -96,6 +96,8 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         s.children.append(spawn("flows", flows_command(), env, root / "logs"))
         wait_http(s.web_url + "/healthz", 60, s.children[0])
         s.wait_for(lambda: not not_ready(prefect_server.api_url), 90, "the served deployments and their triggers")
+        # Stored is not yet loaded: a busy server's trigger cache can lag; a probe event proves the trigger fires.
+        s.wait_for(lambda: probe_trigger(prefect_server.api_url), 90, "a probe event to start an aftercare run")
         yield s
     finally:
         s.stop()
@@ -117,7 +119,9 @@ def _delete_deployments(server: PrefectServer, patience: float = 120) -> None:
                 f"{server.api_url}/deployments/filter", json={"deployments": {"name": {"any_": names}}}, timeout=30
             )
             r.raise_for_status()
-            for deployment in r.json():
+            for deployment in r.json():  # its trigger's automation too (deleting a deployment keeps it)
+                owned = f"{server.api_url}/automations/owned-by/prefect.deployment.{deployment['id']}"
+                httpx.delete(owned, timeout=30).raise_for_status()
                 httpx.delete(f"{server.api_url}/deployments/{deployment['id']}", timeout=30).raise_for_status()
             return
         except httpx.HTTPError:
