@@ -76,11 +76,20 @@ def test_session_complete_says_when_the_stack_is_not_running(
     assert "next dispatch pass" in result.output
 
 
-def test_dispatch_explains_a_deferral_in_words(env: Path, emitted: list[events.AppEvent]) -> None:
+def test_dispatch_explains_a_deferral_in_words(
+    env: Path, emitted: list[events.AppEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A check-in due at 22:30 in New York waits for the end of quiet hours, and the pass says so."""
+    from datetime import UTC, datetime
+
+    from needlecare.intake import ingest
+
     runner.invoke(app, ["clinic", "add", "riverside-physio", "--name", "R", "--email", "desk@riverside.example"])
     path = env / "event.json"
     path.write_text(json.dumps(event_body(completed_at="2026-11-22T03:30:00Z")))  # 22:30 the evening before, NY
+    # The event arrives just after the session, whatever today's date is (ingest refuses a session more than a year
+    # old or in the future by its own clock).
+    monkeypatch.setattr(ingest, "utcnow", lambda: datetime(2026, 11, 22, 3, 40, tzinfo=UTC))
     assert runner.invoke(app, ["session", "complete", "--file", str(path)]).exit_code == 0
     result = runner.invoke(app, ["dispatch", "--as-of", "2026-11-23T03:31:00Z"])
     assert result.exit_code == 0, result.output

@@ -100,19 +100,20 @@ def chase(rows: OutcomeRows, ep: Ep, *, due: datetime, status: str, reminders: i
     return contact_id
 
 
-def build(db: Session, clinic_id: str) -> Cohort:
+def build(db: Session, clinic_id: str, *, start: datetime = T0) -> Cohort:
     """Achilles: practitioner A 13 answered at pain 2 (responders) + 12 at pain 5 + 15 unanswered (40 due);
     practitioner B 22 answered at pain 3 (a later cohort, 200 days on). PFPS: 5 answered (small cell).
-    Plus three follow-ups to chase (two sent, one expired yesterday) and one expired long ago."""
+    Plus three follow-ups to chase (two sent, one expired yesterday) and one expired long ago.
+    The cohorts start at ``start`` (the fixed T0 unless a test needs them inside a period relative to today)."""
     rows = OutcomeRows(db, clinic_id)
     a = rows.practitioner("Alex Moreno")
     b = rows.practitioner("Bea Lindqvist")
-    answered_episodes(rows, 13, injury=ACHILLES, follow_up=2, practitioner=a, start=T0)
-    answered_episodes(rows, 12, injury=ACHILLES, follow_up=5, practitioner=a, start=T0)
-    unanswered_episodes(rows, 15, injury=ACHILLES, practitioner=a, start=T0)
-    later = T0 + timedelta(days=200)
+    answered_episodes(rows, 13, injury=ACHILLES, follow_up=2, practitioner=a, start=start)
+    answered_episodes(rows, 12, injury=ACHILLES, follow_up=5, practitioner=a, start=start)
+    unanswered_episodes(rows, 15, injury=ACHILLES, practitioner=a, start=start)
+    later = start + timedelta(days=200)
     answered_episodes(rows, 22, injury=ACHILLES, follow_up=3, practitioner=b, start=later)
-    answered_episodes(rows, 5, injury=PFPS, follow_up=2, practitioner=b, start=T0)
+    answered_episodes(rows, 5, injury=PFPS, follow_up=2, practitioner=b, start=start)
     now = utcnow()
     names = []
     to_chase = [(now - timedelta(days=1), "sent", 1), (now - timedelta(hours=2), "sent", 0)]
