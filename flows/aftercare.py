@@ -19,7 +19,7 @@ from needlecare.core.db import session_scope
 from needlecare.core.settings import get_settings
 from needlecare.followup import outbox
 from needlecare.followup.outbox import PassResult, run_pass
-from needlecare.followup.planning import plan_pending_sessions
+from needlecare.followup.planning import plan_all
 
 
 @task(name="drain-outbox", retries=2, retry_delay_seconds=[2, 10])
@@ -49,8 +49,7 @@ def ask_for_helpers() -> int:
     if not settings.drain_helpers or not deployment_id:  # not run from a deployment: nobody could pick them up
         return 0
     with session_scope() as db:
-        while plan_pending_sessions(db, now=utcnow(), limit=200) == 200:
-            pass
+        plan_all(db, now=utcnow())
         due = outbox.due_count(db, now=utcnow(), lease_seconds=settings.claim_lease_seconds)
     wanted = helpers_wanted(due, batch=settings.claim_batch, most=settings.drain_helpers)
     for _ in range(wanted):

@@ -224,7 +224,7 @@ def dispatch_once(
 
     from needlecare.followup.dispatch import next_due
     from needlecare.followup.outbox import run_pass
-    from needlecare.followup.planning import plan_pending_sessions
+    from needlecare.followup.planning import plan_all
     from needlecare.safety import alerts, escalation
 
     now = utcnow()
@@ -242,8 +242,7 @@ def dispatch_once(
     settings = get_settings()
     with _db() as db:
         if as_of == "next":
-            while plan_pending_sessions(db, now=utcnow(), limit=200) == 200:  # new sessions' check-ins count too
-                pass
+            plan_all(db, now=utcnow())  # new sessions' check-ins count too
             found = next_due(db, after=utcnow(), settings=settings)
             if found is None:
                 typer.echo("No check-in is planned after now: nothing to dispatch ahead of time.")

@@ -26,7 +26,7 @@ from needlecare.followup import undelivered
 from needlecare.followup.delivery import DeliveryError, failure_outcome, send_email
 from needlecare.followup.dispatch import Note, dispatch_due
 from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
-from needlecare.followup.planning import plan_pending_sessions
+from needlecare.followup.planning import plan_all
 
 S = NotificationStatus
 _COUNTS = (
@@ -167,12 +167,7 @@ def _finish(
 def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200) -> PassResult:
     """Plan every new session, open every follow-up that is due, and send every message that is due,
     batch by batch (memory stays flat; sending starts with the first batch)."""
-    result = PassResult()
-    while True:
-        planned = plan_pending_sessions(db, now=now, limit=batch)
-        result.planned += planned
-        if planned < batch:
-            break
+    result = PassResult(planned=plan_all(db, now=now, batch=batch))
     catalogue = get_catalogue()
     while True:
         opened = dispatch_due(db, now=now, settings=settings, limit=batch)

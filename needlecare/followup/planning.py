@@ -142,3 +142,13 @@ def _id(value: int | None) -> int:
     if value is None:  # pragma: no cover - flushed rows have ids
         raise RuntimeError("row has no id after flush")
     return value
+
+
+def plan_all(db: Session, *, now: datetime, batch: int = 200) -> int:
+    """:func:`plan_pending_sessions` batch by batch until none is left; returns how many were planned."""
+    total = 0
+    while True:
+        planned = plan_pending_sessions(db, now=now, limit=batch)
+        total += planned
+        if planned < batch:
+            return total
