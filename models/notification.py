@@ -34,6 +34,11 @@ class Notification(SQLModel, table=True):
     attempts: int = 0
     claimed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     claim_token: str | None = Field(default=None, max_length=32, description="who holds the claim; checked on release")
+    send_started_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(UTCDateTime, nullable=True),
+        description="a send began under the current claim and its outcome is not recorded yet",
+    )
     ambiguous_attempts: int = Field(
         default=0, sa_column_kwargs={"server_default": "0"}, description="handed over, but no reply came back"
     )

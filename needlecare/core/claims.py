@@ -11,6 +11,12 @@ A claim marks a due row ``sending`` with a fresh random ``claim_token`` and a le
 - **Owned on release**: :func:`release` writes the outcome only where the token still matches. A worker that
   lost its claim (its lease ran out and another took the row) records nothing, and :func:`renew` tells it not
   to send.
+- **Sends marked**: :func:`begin_send` stamps ``send_started_at`` just before a message leaves and
+  :func:`release` clears it. A row claimed again with the stamp still set belonged to a sender that stopped
+  mid-send (killed, or cut off from the database until its lease ran out): the message may have been
+  delivered, so the new claim counts an ambiguous attempt.
+- **Outcomes persisted**: :func:`persist` retries the outcome write while the database is unreachable, so a
+  short outage after a send does not leave the row to be claimed and sent again.
 
 Lease times are on the pass's clock (:class:`PassClock`): the logical time a pass was started with, advanced
 by the real time that has passed since, so a pass run "as of" another time keeps consistent leases.
@@ -24,15 +30,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, or_, update
+from sqlalchemy import Connection, Engine, and_, case, or_, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, col, func, select
 
 from models import Alert, Notification
 
 PENDING, RETRY, SENDING = "pending", "retry", "sending"
 Outbox = type[Notification] | type[Alert]
+T = TypeVar("T")
+OUTCOME_PATIENCE = 300.0  # seconds an outcome write is retried while the database is away
+STOPPED_MID_SEND = "the previous sender stopped during a send, so this message may already have been delivered"
 
 
 @dataclass
@@ -79,10 +89,19 @@ def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_second
         target: Any = col(model.id).in_(ids)
     else:
         target = col(model.id).in_(candidates.scalar_subquery())
+    mid_send = col(model.send_started_at).is_not(None)
     stmt = (
         update(model)
         .where(target, due)
-        .values(status=SENDING, claimed_at=now, claim_token=token, attempts=col(model.attempts) + 1)
+        .values(
+            status=SENDING,
+            claimed_at=now,
+            claim_token=token,
+            attempts=col(model.attempts) + 1,
+            ambiguous_attempts=col(model.ambiguous_attempts) + case((mid_send, 1), else_=0),
+            last_error=case((mid_send, STOPPED_MID_SEND), else_=col(model.last_error)),
+            send_started_at=None,
+        )
         .returning(col(model.id))
     )
     claimed = sorted(row[0] for row in db.exec(stmt).all())
@@ -106,11 +125,38 @@ def renew(db: Session, model: Outbox, c: Claim, *, now: datetime) -> bool:
     return bool(result.rowcount)
 
 
+def begin_send(db: Session, model: Outbox, c: Claim, *, now: datetime) -> bool:
+    """:func:`renew`, and mark that the message is about to leave; False (send nothing) when this caller no
+    longer holds the row. Commits."""
+    result = db.exec(update(model).where(_owned(model, c)).values(claimed_at=now, send_started_at=now))
+    db.commit()
+    return bool(result.rowcount)
+
+
 def release(db: Session, model: Outbox, c: Claim, values: dict[str, Any]) -> bool:
     """Write the outcome of a claim (status and fields) if this caller still holds it. Does not commit."""
-    values = {**values, "claimed_at": None, "claim_token": None}
+    values = {**values, "claimed_at": None, "claim_token": None, "send_started_at": None}
     result = db.exec(update(model).where(_owned(model, c)).values(**values))
     return bool(result.rowcount)
+
+
+def persist(
+    db: Session, write: Callable[[], T], *, patience_seconds: float = OUTCOME_PATIENCE, first_wait: float = 0.25
+) -> T:
+    """Run ``write`` (which commits), again and again while the database cannot be reached, for up to
+    ``patience_seconds``; the session is rolled back between tries. Safe for outcome writes, which only
+    land while the claim is still the caller's."""
+    deadline = time.monotonic() + patience_seconds
+    wait = first_wait
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            db.rollback()
+            if time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 @contextmanager

@@ -5,10 +5,11 @@ claimed a few at a time under a token and a short lease (``needlecare.core.claim
 while a send is in progress, and the outcome is written only if the claim is still this pass's, so a pass
 that lost its claim neither records nor sends again. A transient failure is retried with capped, jittered
 backoff while the message is still useful (``messages.useful_until``), then it is final; the first send of a
-pass that goes through makes every waiting retry due at once (the route is back). What remains possible:
-a worker killed after the SMTP server accepted a message and before the commit sends it again one lease
-later; a send whose reply never came is counted in ``ambiguous_attempts`` and retried with the same
-``Message-ID``.
+pass that goes through makes every waiting retry due at once (the route is back). The outcome write is
+retried through a database outage, with the lease still renewed. What remains possible, and counted in
+``ambiguous_attempts``: a send whose reply never came, and a sender killed (or cut off from the database for
+longer than the outcome write waits) between the SMTP server's acceptance and its commit — both may have been
+delivered and are sent again with the same ``Message-ID``.
 """
 
 from dataclasses import dataclass, field
@@ -104,10 +105,12 @@ def deliver(
         return _finish(db, n, claim, S.SKIPPED, skip_reason=decision.reason)
     if isinstance(decision, Defer):  # a deferral is not an attempt
         return _finish(db, n, claim, S.PENDING, fields={"due_at": decision.until, "attempts": n.attempts - 1})
-    if not claims.renew(db, Notification, claim, now=clock.now()):
+    if not claims.begin_send(db, Notification, claim, now=clock.now()):
         return S.SENDING  # another sender holds it now
-    try:
-        with claims.held(db.get_bind(), Notification, claim, clock=clock, lease_seconds=settings.claim_lease_seconds):
+    lease = settings.claim_lease_seconds
+    error: str | None = None
+    with claims.held(db.get_bind(), Notification, claim, clock=clock, lease_seconds=lease):
+        try:
             send_email(
                 settings.resolved_patient_email_url,
                 decision.to,
@@ -117,17 +120,20 @@ def deliver(
                 message_id=message_id(n, settings),
                 timeout_seconds=settings.delivery_timeout_seconds,
             )
-    except DeliveryError as exc:
-        final, error, values = failure_outcome(
-            exc,
-            attempts=n.attempts,
-            ambiguous_attempts=n.ambiguous_attempts,
-            now=clock.now(),
-            useful_until=useful_until(db, n, settings),
-            settings=settings,
-        )
-        return _finish(db, n, claim, S.FAILED if final else S.RETRY, error=error, fields=values)
-    return _finish(db, n, claim, S.SENT, fields={"sent_at": clock.now()})
+        except DeliveryError as exc:
+            final, reason, values = failure_outcome(
+                exc,
+                attempts=n.attempts,
+                ambiguous_attempts=n.ambiguous_attempts,
+                now=clock.now(),
+                useful_until=useful_until(db, n, settings),
+                settings=settings,
+            )
+            status, error, fields = (S.FAILED if final else S.RETRY), reason, values
+        else:
+            status, fields = S.SENT, {"sent_at": clock.now()}
+        # The lease is still renewed while the outcome is written, through a database outage if need be.
+        return claims.persist(db, lambda: _finish(db, n, claim, status, error=error, fields=fields))
 
 
 def _finish(
@@ -144,7 +150,8 @@ def _finish(
     values = {**(fields or {}), "status": status.value, "skip_reason": skip_reason}
     if error:
         values["last_error"] = error[:2000]
-    db.expunge(n)  # the row is written by the conditional UPDATE below only
+    if n in db:
+        db.expunge(n)  # the row is written by the conditional UPDATE below only
     if not claims.release(db, Notification, claim, values):
         db.rollback()
         return S.SENDING

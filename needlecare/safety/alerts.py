@@ -91,24 +91,28 @@ def deliver(
             return _finish(db, alert, claim, A.SKIPPED, skip_reason=f"case {case.status} before the alert went out")
         title, body = compose(case, alert, clinic, db, settings)
         tag = "backup" if alert.audience == "backup" else tier_tag(alert.tier)
-    if not claims.renew(db, Alert, claim, now=clock.now()):
+    if not claims.begin_send(db, Alert, claim, now=clock.now()):
         return A.SENDING  # another sender holds it now
-    try:
-        with claims.held(db.get_bind(), Alert, claim, clock=clock, lease_seconds=settings.claim_lease_seconds):
+    error: str | None = None
+    with claims.held(db.get_bind(), Alert, claim, clock=clock, lease_seconds=settings.claim_lease_seconds):
+        try:
             send_alert(
                 routes_for(clinic, settings), tag, title, body, timeout_seconds=settings.delivery_timeout_seconds
             )
-    except DeliveryError as exc:
-        final, error, values = failure_outcome(
-            exc,
-            attempts=alert.attempts,
-            ambiguous_attempts=alert.ambiguous_attempts,
-            now=clock.now(),
-            useful_until=useful_until,
-            settings=settings,
-        )
-        return _finish(db, alert, claim, A.FAILED if final else A.RETRY, error=error, fields=values)
-    return _finish(db, alert, claim, A.SENT, fields={"sent_at": clock.now()})
+        except DeliveryError as exc:
+            final, reason, values = failure_outcome(
+                exc,
+                attempts=alert.attempts,
+                ambiguous_attempts=alert.ambiguous_attempts,
+                now=clock.now(),
+                useful_until=useful_until,
+                settings=settings,
+            )
+            status, error, fields = (A.FAILED if final else A.RETRY), reason, values
+        else:
+            status, fields = A.SENT, {"sent_at": clock.now()}
+        # The lease is still renewed while the outcome is written, through a database outage if need be.
+        return claims.persist(db, lambda: _finish(db, alert, claim, status, error=error, fields=fields))
 
 
 def _finish(
@@ -125,7 +129,8 @@ def _finish(
     values = {**(fields or {}), "status": status.value, "skip_reason": skip_reason}
     if error:
         values["last_error"] = error[:2000]
-    db.expunge(alert)
+    if alert in db:
+        db.expunge(alert)  # the row is written by the conditional UPDATE below only
     if not claims.release(db, Alert, claim, values):
         db.rollback()
         return A.SENDING

@@ -1,5 +1,6 @@
 """Claims and sends under real faults: a socket that accepts and never answers, an SMTP server that takes the
-message and never replies, a 5xx refusal, a claim lost to another sender — on SQLite and PostgreSQL."""
+message and never replies, a 5xx refusal, a claim lost to another sender, a sender stopped mid-send, the
+database stopped right after a send — on SQLite and PostgreSQL."""
 
 import asyncio
 import socket
@@ -17,13 +18,15 @@ from sqlmodel import Session, select
 from models import Clinic, Notification
 from models.base import utcnow
 from needlecare.core import claims
+from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import _Handler, list_mail, start_capture
 from needlecare.followup import outbox, planning
 from needlecare.followup.messages import message_id
 from needlecare.intake import ingest
-from tests.conftest import free_port
+from tests.conftest import add_test_clinic, free_port
 from tests.factories import event_body
+from tests.pg import PgCluster, start_cluster
 
 pytestmark = pytest.mark.faults
 
@@ -205,3 +208,85 @@ def test_a_5xx_refusal_is_final_at_once(db: Session, clinic: Clinic, settings: S
     assert result.failed == 1 and result.retried == 0
     [n] = _notes(db)
     assert n.status == "failed" and (n.last_error or "").startswith("SMTP reply 550")
+
+
+def test_a_claim_taken_over_mid_send_counts_an_ambiguous_attempt(db: Session, clinic: Clinic) -> None:
+    for n in (1, 2):
+        _record(db, n)
+    now = utcnow()
+    planning.plan_pending_sessions(db, now=now, limit=10)
+    held, idle = claims.claim(db, Notification, now=now, limit=10, lease_seconds=60)
+    assert claims.begin_send(db, Notification, held, now=now)  # this one was leaving when its sender stopped
+    later = now + timedelta(seconds=61)
+    again = claims.claim(db, Notification, now=later, limit=10, lease_seconds=60)
+    assert sorted(c.id for c in again) == [held.id, idle.id]
+    by_id = {n.id: n for n in _notes(db)}
+    assert by_id[held.id].ambiguous_attempts == 1 and by_id[held.id].last_error == claims.STOPPED_MID_SEND
+    assert by_id[idle.id].ambiguous_attempts == 0 and by_id[idle.id].last_error is None
+    assert all(n.send_started_at is None and n.attempts == 2 for n in by_id.values())
+
+
+class _StopsTheDatabaseAfterData(_Handler):
+    """Keeps each message, then stops PostgreSQL before answering, and starts it again ``outage`` s later."""
+
+    def __init__(self, directory: Path, cluster: PgCluster, outage: float) -> None:
+        super().__init__(directory)
+        self.cluster, self.outage = cluster, outage
+        self.restarted = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        self.cluster.pause()
+
+        def resume() -> None:
+            time.sleep(self.outage)
+            self.cluster.resume()
+            self.restarted.set()
+
+        threading.Thread(target=resume, daemon=True).start()
+        return answer
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    cluster = start_cluster(free_port())
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_an_outage_right_after_the_send_does_not_send_again(own_cluster: PgCluster, tmp_path: Path) -> None:
+    url = own_cluster.url(own_cluster.create_database())
+    database.upgrade(url)
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    handler = _StopsTheDatabaseAfterData(mail, own_cluster, outage=4.0)
+    controller, port = _serve(handler)
+    settings = Settings(
+        env="test",
+        data_dir=tmp_path,
+        database_url=url,
+        patient_email_url=f"mailto://127.0.0.1:{port}?from=care@clinic.example",
+        public_base_url="http://needlecare.test",
+        claim_lease_seconds=3.0,  # shorter than the outage: only the retried outcome write keeps the row
+    )
+    try:
+        with Session(database.get_engine(url), expire_on_commit=False) as db:
+            add_test_clinic(db)
+            _record(db, 1)
+            now = utcnow()
+            planning.plan_pending_sessions(db, now=now, limit=10)
+            [c] = claims.claim(db, Notification, now=now, limit=10, lease_seconds=settings.claim_lease_seconds)
+            started = time.monotonic()
+            status = outbox.deliver(db, c, now=now, settings=settings)
+            waited = time.monotonic() - started
+            assert handler.restarted.is_set() and waited >= 4.0, "the outcome was written after the outage"
+            assert status == "sent"
+            assert claims.claim(db, Notification, now=utcnow() + timedelta(seconds=60), limit=10, lease_seconds=3) == []
+            [n] = _notes(db)
+            assert (n.status, n.claim_token, n.send_started_at, n.ambiguous_attempts) == ("sent", None, None, 0)
+    finally:
+        controller.stop()
+        database.get_engine(url).dispose()
+    assert len(list_mail(mail)) == 1
