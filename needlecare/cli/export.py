@@ -4,11 +4,6 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from sqlmodel import Session
-
-from needlecare.core import db as database
-from needlecare.core.settings import get_settings
-from needlecare.followup.protocols import ProtocolError
 
 export_app = typer.Typer(
     rich_markup_mode=None, help="Export a clinic's follow-up data for other systems.", no_args_is_help=True
@@ -38,6 +33,11 @@ def fhir(
 
     Patients appear only as Patient/<id>: no names, contact details or free-text answers leave the app.
     """
+    from sqlmodel import Session
+
+    from needlecare.core import db as database
+    from needlecare.core.settings import get_settings
+    from needlecare.followup.protocols import ProtocolError
     from needlecare.outcomes import fhir_export  # here: fhir.resources takes ~1 s to import, other commands skip it
 
     url = get_settings().resolved_database_url  # explicit: get_engine() without a url caches the first one

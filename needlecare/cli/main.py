@@ -4,26 +4,22 @@ import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from sqlmodel import Session, select
 
-from models import AuditEvent, Clinic, ClinicCreate
-from models.base import utcnow
 from needlecare.cli.dashboard import dashboard_app
 from needlecare.cli.demo import demo
 from needlecare.cli.export import export_app
 from needlecare.cli.protocols import protocols_app
 from needlecare.cli.report import report
 from needlecare.cli.staff import staff_app
-from needlecare.core import db as database
-from needlecare.core import events
-from needlecare.core.settings import get_settings
-from needlecare.intake import ingest
-from needlecare.intake.clinics import ClinicExists, add_clinic
-from needlecare.intake.sample import DEMO_CLINIC_ID, sample_bytes
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+# Commands import the database, models and Prefect inside their bodies: `needlecare --help` and the commands
+# that need none of them start in a fraction of a second.
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain Click help: no "<bool>" after flags, wrapped at word boundaries
@@ -50,8 +46,12 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _db() -> Session:
+def _db() -> "Session":
     """A session on an up-to-date schema (migrating first is idempotent and quick)."""
+    from sqlmodel import Session
+
+    from needlecare.core import db as database
+
     database.upgrade()
     return Session(database.get_engine(), expire_on_commit=False)
 
@@ -59,6 +59,9 @@ def _db() -> Session:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the application database to the newest schema."""
+    from needlecare.core import db as database
+    from needlecare.core.settings import get_settings
+
     database.upgrade()
     typer.echo(f"database is up to date: {get_settings().resolved_database_url.split('@')[-1]}")
 
@@ -72,6 +75,11 @@ def clinic_add(
     timezone: Annotated[str, typer.Option(help="IANA time zone of the clinic")] = "UTC",
 ) -> None:
     """Register a clinic and print its webhook secret (shown once: store it in the clinic's system)."""
+    from pydantic import ValidationError
+
+    from models import ClinicCreate
+    from needlecare.intake.clinics import ClinicExists, add_clinic
+
     try:
         data = ClinicCreate.model_validate(
             {"id": clinic_id, "name": name, "email": email, "phone": phone, "timezone": timezone}
@@ -96,6 +104,10 @@ def clinic_add(
 @clinic_app.command("list")
 def clinic_list() -> None:
     """List registered clinics (never their secrets)."""
+    from sqlmodel import select
+
+    from models import Clinic
+
     with _db() as db:
         clinics = db.exec(select(Clinic).order_by(Clinic.id)).all()
     if not clinics:
@@ -113,6 +125,7 @@ def clinic_configure(
 
     The file is checked in full before anything is stored; see needlecare/clinic_config.py for the format.
     """
+    from models import AuditEvent, Clinic
     from needlecare.outcomes import store as report_store
     from needlecare.safety.clinic_config import ClinicConfigError, load_config_file, to_stored
 
@@ -140,6 +153,7 @@ def clinic_configure(
 @clinic_app.command("show-config")
 def clinic_show_config(clinic_id: Annotated[str, typer.Argument(help="The clinic's id")]) -> None:
     """Print a clinic's effective config (defaults filled in; URL credentials hidden)."""
+    from models import Clinic
     from needlecare.safety.clinic_config import config_of, to_stored
 
     with _db() as db:
@@ -161,6 +175,9 @@ def session_complete(
     ],
 ) -> None:
     """Record a completed session from a JSON file (same contract and checks as the HTTP API)."""
+    from needlecare.core import events
+    from needlecare.intake import ingest
+
     try:
         raw = typer.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
     except OSError as exc:
@@ -191,10 +208,14 @@ def session_complete(
 @session_app.command("sample")
 def session_sample(
     out: Annotated[Path | None, typer.Option(help="Write here instead of printing")] = None,
-    clinic: Annotated[str, typer.Option(help="Clinic id to put in the sample")] = DEMO_CLINIC_ID,
+    clinic: Annotated[
+        str | None, typer.Option(help="Clinic id to put in the sample (default: the demo clinic, riverside-physio)")
+    ] = None,
 ) -> None:
     """Print a sample session-completed body with a fresh session id."""
-    body = sample_bytes(clinic_id=clinic)
+    from needlecare.intake.sample import DEMO_CLINIC_ID, sample_bytes
+
+    body = sample_bytes(clinic_id=clinic or DEMO_CLINIC_ID)
     if out is None:
         typer.echo(body.decode())
     else:
@@ -222,6 +243,8 @@ def dispatch_once(
     backup for cases past their SLA, evaluate missed safety checks (R13) and send due practitioner alerts."""
     from dataclasses import asdict
 
+    from models.base import utcnow
+    from needlecare.core.settings import get_settings
     from needlecare.followup.dispatch import next_due
     from needlecare.followup.outbox import run_pass
     from needlecare.followup.planning import plan_all
@@ -286,6 +309,7 @@ def dispatch_summary(now: datetime, result: Any, summary: dict[str, int]) -> str
 @app.command("run")
 def run_stack() -> None:
     """Start everything on 127.0.0.1 (development): Prefect server, flows, web app, mail capture."""
+    from needlecare.core.settings import get_settings
     from needlecare.dev.stack import Say, run
 
     raise typer.Exit(run(get_settings(), Say()))
@@ -295,6 +319,8 @@ def run_stack() -> None:
 def web() -> None:
     """Run only the web app (production: put it behind a TLS proxy)."""
     import uvicorn
+
+    from needlecare.core.settings import get_settings
 
     settings = get_settings()
     uvicorn.run("needlecare.web.app:app_from_env", factory=True, host=settings.web_host, port=settings.web_port)

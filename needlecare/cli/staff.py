@@ -5,15 +5,14 @@ line, for scripts); they are never echoed or printed. Bad input exits with code 
 """
 
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from sqlmodel import Session, select
 
-from models import Practitioner, StaffUser
-from models.base import utcnow
-from needlecare.core import db as database
-from needlecare.staff import auth
+if TYPE_CHECKING:  # imported inside the commands, so `needlecare --help` stays fast
+    from sqlmodel import Session
+
+    from models import StaffUser
 
 staff_app = typer.Typer(
     rich_markup_mode=None, help="Staff users who log in to the practitioner pages.", no_args_is_help=True
@@ -31,13 +30,19 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _db() -> Session:
+def _db() -> "Session":
+    from sqlmodel import Session
+
+    from needlecare.core import db as database
+
     database.upgrade()
     return Session(database.get_engine(), expire_on_commit=False)
 
 
 def _read_password(from_stdin: bool) -> str:
     """A new password, checked for strength before anything is stored."""
+    from needlecare.staff import auth
+
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -53,7 +58,9 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _user(db: Session, email: str) -> StaffUser:
+def _user(db: "Session", email: str) -> "StaffUser":
+    from needlecare.staff import auth
+
     user = auth.find_user(db, email)
     if user is None:
         _fail("no staff user with this email; see `needlecare staff list --clinic ID`")
@@ -72,6 +79,11 @@ def add(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a staff user to a clinic (asks for the password twice, hidden)."""
+    from sqlmodel import select
+
+    from models import Practitioner
+    from needlecare.staff import auth
+
     with _db() as db:
         practitioner_id = None
         if practitioner is not None:
@@ -99,6 +111,11 @@ def add(
 @staff_app.command("list")
 def list_users(clinic: ClinicOption) -> None:
     """List a clinic's staff users (never their passwords)."""
+    from sqlmodel import select
+
+    from models import StaffUser
+    from models.base import utcnow
+
     with _db() as db:
         users = db.exec(select(StaffUser).where(StaffUser.clinic_id == clinic).order_by(StaffUser.email)).all()
     if not users:
@@ -118,6 +135,8 @@ def list_users(clinic: ClinicOption) -> None:
 @staff_app.command("passwd")
 def passwd(email: EmailOption, password_stdin: PasswordStdin = False) -> None:
     """Set a new password (also unlocks the account and logs it out everywhere)."""
+    from needlecare.staff import auth
+
     with _db() as db:
         user = _user(db, email)
         password = _read_password(password_stdin)
@@ -128,6 +147,9 @@ def passwd(email: EmailOption, password_stdin: PasswordStdin = False) -> None:
 @staff_app.command("disable")
 def disable(email: EmailOption) -> None:
     """Stop a staff user from logging in and end their sessions."""
+    from models.base import utcnow
+    from needlecare.staff import auth
+
     with _db() as db:
         user = _user(db, email)
         auth.disable_user(db, user, utcnow())

@@ -79,20 +79,17 @@ def find_clinic(db: Session, data: dict[str, Any]) -> Clinic:
 
 
 def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> SessionCompleted:
-    """Structural checks (the contract), then checks against the clinical catalogue."""
+    """Structural checks (the contract), then checks against the clinical catalogue. Unknown injuries and
+    regions are reported together with any structural problem, so one answer lists everything to fix."""
     catalogue = catalogue or get_catalogue()
     try:
         body = SessionCompleted.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSession([Problem(tuple(e["loc"]), _message(e), e["type"]) for e in exc.errors()]) from None
-    problems: list[Problem] = []
-    if body.injury not in catalogue.injuries:
-        allowed = ", ".join(sorted(catalogue.injuries))
-        problems.append(Problem(("injury",), f"unknown injury '{body.injury}'; allowed: {allowed}"))
-    for index, region in enumerate(body.regions_needled):
-        if region not in catalogue.regions:
-            allowed = ", ".join(catalogue.regions)
-            problems.append(Problem(("regions_needled", index), f"unknown region '{region}'; allowed: {allowed}"))
+        problems = [Problem(tuple(e["loc"]), _message(e), e["type"]) for e in exc.errors()]
+        seen = {p.loc for p in problems}
+        names = _unknown_names(data.get("injury"), data.get("regions_needled"), catalogue)
+        raise InvalidSession(problems + [p for p in names if p.loc not in seen]) from None
+    problems = _unknown_names(body.injury, body.regions_needled, catalogue)
     if body.completed_at > utcnow() + FUTURE_TOLERANCE:
         problems.append(Problem(("completed_at",), "is in the future; send the time the session ended"))
     elif body.completed_at < utcnow() - OLDEST_ACCEPTED:
@@ -118,6 +115,20 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
     if problems:
         raise InvalidSession(problems)
     return body
+
+
+def _unknown_names(injury: object, regions: object, catalogue: Catalogue) -> list[Problem]:
+    """An injury or region (as sent: values of the wrong type are the structural check's to report) that the
+    catalogue does not know."""
+    problems: list[Problem] = []
+    if isinstance(injury, str) and injury not in catalogue.injuries:
+        allowed = ", ".join(sorted(catalogue.injuries))
+        problems.append(Problem(("injury",), f"unknown injury '{injury}'; allowed: {allowed}"))
+    for index, region in enumerate(regions if isinstance(regions, list) else []):
+        if isinstance(region, str) and region not in catalogue.regions:
+            allowed = ", ".join(catalogue.regions)
+            problems.append(Problem(("regions_needled", index), f"unknown region '{region}'; allowed: {allowed}"))
+    return problems
 
 
 def _message(error: Any) -> str:

@@ -114,3 +114,28 @@ def test_unknown_clinic_and_bad_json(db: Session, clinic: Clinic) -> None:
     with pytest.raises(ingest.InvalidSession, match="must be a JSON object"):
         ingest.parse_json(b"[1, 2]")
     assert _count(db, TreatmentSession) == 0
+
+
+def test_unknown_names_are_reported_with_the_structural_problems() -> None:
+    body = event_body(1)
+    body["injury"] = "broken_leg"
+    body["regions_needled"] = ["calf", "elbow"]
+    body["patient"]["timezone"] = "Mars/Base"
+    body["baseline"]["pain_nprs"] = 14
+    with pytest.raises(ingest.InvalidSession) as caught:
+        ingest.validate(body)
+    locs = [p.loc for p in caught.value.problems]
+    assert set(locs) == {("patient", "timezone"), ("baseline", "pain_nprs"), ("injury",), ("regions_needled", 1)}
+    assert len(locs) == 4
+    injury = next(p for p in caught.value.problems if p.loc == ("injury",))
+    assert "unknown injury 'broken_leg'; allowed: achilles_tendinopathy" in injury.msg
+
+
+def test_a_wrongly_typed_injury_is_reported_once() -> None:
+    body = event_body(1)
+    body["injury"] = 7
+    body["regions_needled"] = "calf"
+    with pytest.raises(ingest.InvalidSession) as caught:
+        ingest.validate(body)
+    locs = [p.loc for p in caught.value.problems]
+    assert locs.count(("injury",)) == 1 and ("regions_needled",) in locs
