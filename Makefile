@@ -1,5 +1,7 @@
 # needlecare: `make run` starts everything, `make test` runs every test. Both create the venv first.
 PYTHON ?= python3
+# The checkout this Makefile belongs to (also when make is run through a link to it, or with -f).
+ROOT   := $(dir $(realpath $(firstword $(MAKEFILE_LIST))))
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
@@ -14,10 +16,10 @@ help:
 	@echo "make bench  benchmarks (figures go in the README)"
 	@echo "make demo   fill the demo clinic with a synthetic cohort run through the real pipeline (~30 s)"
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): $(ROOT)pyproject.toml $(ROOT)requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(BIN)/pip install -q --disable-pip-version-check -c $(ROOT)requirements.lock -e "$(ROOT)[dev]"
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -178,6 +178,7 @@ def session_complete(
     from needlecare.core import events
     from needlecare.intake import ingest
 
+    events.use_http_for_this_process()  # one POST; importing Prefect would add seconds to the command
     try:
         raw = typer.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
     except OSError as exc:

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Where the embedded defaults keep their files.")
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of the application database; default sqlite:///<data_dir>/needlecare.core.db. "
+        description="SQLAlchemy URL of the application database; default sqlite:///<data_dir>/needlecare.db. "
         "PostgreSQL: postgresql+psycopg://user:pass@host/db",
     )
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api", description="Prefect API every process talks to.")

@@ -280,8 +280,18 @@ class Say:
         print(message, flush=True)
 
 
-def _banner(settings: Settings, say: Say, secret: str, sample: Path, signature: str, log_dir: Path) -> None:
+def _as_typed(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies inside it (var/sample-event.json, as the README
+    shows it), else absolute."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _banner(settings: Settings, say: Say, secret: str, sample_file: Path, signature: str, log_dir: Path) -> None:
     web = f"http://{settings.web_host}:{settings.web_port}"
+    sample = _as_typed(sample_file)
     prefect_ui = settings.prefect_api_url.removesuffix("/").removesuffix("/api")
     say(f"""
 needlecare is running (development).
