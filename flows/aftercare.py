@@ -24,20 +24,24 @@ from needlecare.followup.planning import plan_all
 
 @task(name="drain-outbox", retries=2, retry_delay_seconds=[2, 10])
 def drain_outbox(linger_seconds: float) -> dict[str, int]:
-    """Plan and deliver until nothing is left, then keep polling for ``linger_seconds`` of idleness."""
+    """Plan and deliver until nothing is left, then keep polling for ``linger_seconds`` of idleness (longer
+    while another sender holds claims: see ``outbox.keep_polling``)."""
     settings = get_settings()
     totals = PassResult()
     idle_since = time.monotonic()
     while True:
         with session_scope() as db:
             result = run_pass(db, now=utcnow(), settings=settings)
+            if result.work_done:
+                idle_since = time.monotonic()
+            idle = time.monotonic() - idle_since
+            if not outbox.keep_polling(
+                db, now=utcnow(), settings=settings, idle_seconds=idle, linger_seconds=linger_seconds
+            ):
+                totals.add(result)
+                return totals.summary()
         totals.add(result)
-        if result.work_done:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= linger_seconds:
-            return totals.summary()
-        else:
-            time.sleep(settings.drain_poll_seconds)
+        time.sleep(settings.drain_poll_seconds)
 
 
 @task(name="ask-for-helpers")

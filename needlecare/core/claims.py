@@ -75,6 +75,13 @@ def due_count(db: Session, model: Outbox, *, now: datetime, lease_seconds: float
     return int(db.exec(select(func.count()).select_from(model).where(_due(model, now, lease_seconds))).one())
 
 
+def live_count(db: Session, model: Outbox, *, now: datetime, lease_seconds: float) -> int:
+    """Rows of ``model`` being sent under a lease that has not run out (by whoever holds them)."""
+    fresh = now - timedelta(seconds=lease_seconds)
+    query = select(func.count()).select_from(model).where(col(model.status) == SENDING, col(model.claimed_at) >= fresh)
+    return int(db.exec(query).one())
+
+
 def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
     """Mark up to ``limit`` due rows of ``model`` as sending for this caller, under one new token. Commits."""
     token = secrets.token_hex(16)

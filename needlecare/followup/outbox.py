@@ -78,6 +78,18 @@ def due_count(db: Session, *, now: datetime, lease_seconds: float) -> int:
     return claims.due_count(db, Notification, now=now, lease_seconds=lease_seconds)
 
 
+def keep_polling(db: Session, *, now: datetime, settings: Settings, idle_seconds: float, linger_seconds: float) -> bool:
+    """Whether a draining run that has found nothing to do for ``idle_seconds`` should poll again: during its
+    linger, and beyond it (for up to two leases) while another sender holds claims — if that sender has died,
+    its messages are taken over as soon as its lease runs out instead of at the next scheduled pass."""
+    if idle_seconds < linger_seconds:
+        return True
+    lease = settings.claim_lease_seconds
+    if idle_seconds >= linger_seconds + 2 * lease:
+        return False
+    return claims.live_count(db, Notification, now=now, lease_seconds=lease) > 0
+
+
 def claim_due(db: Session, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
     """Atomically mark up to ``limit`` due notifications as SENDING for this caller; returns their ids."""
     return claims.claim_due(db, Notification, now=now, limit=limit, lease_seconds=lease_seconds)

@@ -211,3 +211,24 @@ def test_helper_runs_are_asked_for_beyond_two_batches_up_to_the_setting(due: int
     from flows.aftercare import helpers_wanted
 
     assert helpers_wanted(due, batch=20, most=2) == wanted
+
+
+def test_a_draining_run_outwaits_another_senders_claims_then_stops(
+    db: Session, clinic: Clinic, settings: Settings
+) -> None:
+    from needlecare.core import claims
+
+    _record(db, 1)
+    now = utcnow()
+    planning.plan_pending_sessions(db, now=now, limit=10)
+    lease = settings.claim_lease_seconds
+    ask = {"settings": settings, "linger_seconds": 5.0}
+    assert outbox.keep_polling(db, now=now, idle_seconds=1.0, **ask), "within its linger"
+    assert not outbox.keep_polling(db, now=now, idle_seconds=6.0, **ask), "nothing held: it stops after the linger"
+    [held] = claims.claim(db, Notification, now=now, limit=10, lease_seconds=lease)  # another sender, mid-send
+    assert outbox.keep_polling(db, now=now, idle_seconds=6.0, **ask), "waits on a live claim past its linger"
+    assert not outbox.keep_polling(db, now=now, idle_seconds=5.0 + 2 * lease, **ask), "but not beyond two leases"
+    stale = now + timedelta(seconds=lease + 1)  # the other sender died: its lease ran out
+    assert not outbox.keep_polling(db, now=stale, idle_seconds=6.0, **ask)
+    taken = outbox.claim_due(db, now=stale, limit=10, lease_seconds=lease)
+    assert taken == [held.id], "and its message is claimable the moment the lease runs out"
