@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from html import escape
 from typing import Any
 from urllib.parse import quote
 
@@ -290,13 +291,84 @@ class Route:
     url: str
     tags: tuple[str, ...]
 
+    @property
+    def is_email(self) -> bool:
+        return self.url.split("://", 1)[0].lower() in _EMAIL_SCHEMES
 
-def send_alert(routes: list[Route], tag: str, title: str, body: str, *, timeout_seconds: float = 15) -> None:
-    """Send a plain-text practitioner alert to every route tagged ``tag``.
 
-    Apprise reports one result for all routes: if one of several fails, the retry sends to all of them again
-    (a second alert is better than none).
+_EMAIL_SCHEMES = ("mailto", "mailtos")
+
+
+class AlertMessage(str):
+    """An alert's plain-text body that may also carry an HTML version (``html``) for email routes."""
+
+    html: str | None
+
+    def __new__(cls, text: str, html: str | None = None) -> "AlertMessage":
+        message = super().__new__(cls, text)
+        message.html = html
+        return message
+
+
+def send_alert(
+    routes: list[Route], tag: str, title: str, body: str, *, html: str | None = None, timeout_seconds: float = 15
+) -> None:
+    """Send a practitioner alert to every route tagged ``tag``.
+
+    An email route gets a multipart message: the HTML version (``html``, or ``body.html`` of an
+    :class:`AlertMessage`, or else :func:`html_of_text` of the body) and ``body`` itself as its text part
+    (not Apprise's conversion, see ``_text_part``). Every other route gets the plain text.
+    Apprise reports one result per send: if one of several routes fails, the retry sends to all of them
+    again (a second alert is better than none).
     """
+    text = str(body)
+    html = html if html is not None else getattr(body, "html", None) or html_of_text(text)
+    # Every URL is checked before anything is sent, so a bad one never leaves a half-sent alert behind.
+    sends = [
+        (_notifier(group, timeout_seconds), html if emails else None)
+        for emails, group in ((True, [r for r in routes if r.is_email]), (False, [r for r in routes if not r.is_email]))
+        if group
+    ]
+    matched, failures = False, []
+    for notifier, as_html in sends:
+        status, reason = _notify(notifier, tag, title, text, as_html)
+        if status == apprise.AppriseResultStatus.NOMATCH:
+            continue
+        matched = True
+        if reason is not None:
+            failures.append(reason)
+    if not matched:
+        raise PermanentDeliveryError(f"no alert route is tagged '{tag}'")
+    if failures:
+        raise TransientDeliveryError(" | ".join(failures))
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def html_of_text(text: str) -> str:
+    """A plain-text alert as a small readable HTML email: paragraphs, line breaks, links that work, at most
+    600 px wide (rather than Apprise's conversion, which turns every space into ``&nbsp;``)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = [
+            _URL.sub(
+                lambda m: f'<a href="{m.group(0)}" style="color:#0b57a4;">{m.group(0)}</a>', escape(line, quote=False)
+            )
+            for line in block.splitlines()
+        ]
+        paragraphs.append(f'<p style="margin:0 0 14px;">{"<br>".join(lines)}</p>')
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+        '<body style="margin:0; padding:16px; font-family:Arial, Helvetica, sans-serif; font-size:16px; '
+        'line-height:1.5; color:#1a1a1a;"><div style="max-width:600px; overflow-wrap:anywhere;">'
+        + "".join(paragraphs)
+        + "</div></body></html>"
+    )
+
+
+def _notifier(routes: list[Route], timeout_seconds: float) -> apprise.Apprise:
     notifier = apprise.Apprise()
     for route in routes:
         service = apprise.Apprise.instantiate(route.url, tag=list(route.tags))
@@ -304,11 +376,19 @@ def send_alert(routes: list[Route], tag: str, title: str, body: str, *, timeout_
             raise PermanentDeliveryError("an alert URL could not be parsed by Apprise")
         _limit_time(service, timeout_seconds)
         notifier.add(service)
-    with apprise.LogCapture(level=logging.DEBUG) as captured:
-        ok = notifier.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, tag=tag)
+    return notifier
+
+
+def _notify(notifier: apprise.Apprise, tag: str, title: str, text: str, html: str | None) -> tuple[Any, str | None]:
+    """One Apprise send (as HTML with ``text`` as its text part when ``html`` is given): the result status,
+    and the failure's reason (None when it went)."""
+    body_format = apprise.NotifyFormat.TEXT if html is None else apprise.NotifyFormat.HTML
+    with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(text):
+        ok = notifier.notify(body=text if html is None else html, title=title, body_format=body_format, tag=tag)
     if ok.status == apprise.AppriseResultStatus.NOMATCH:  # falsy, like a failure: tell them apart first
-        raise PermanentDeliveryError(f"no alert route is tagged '{tag}'")
-    if not ok:
-        log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
-        reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
-        raise TransientDeliveryError(reason or "Apprise reported a failure without a reason")
+        return ok.status, None
+    if ok:
+        return ok.status, None
+    log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
+    reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])
+    return ok.status, reason or "Apprise reported a failure without a reason"

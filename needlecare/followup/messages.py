@@ -6,20 +6,21 @@ message not yet sent. Checks are made again here (opt-out, answered, window, qui
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from models import Clinic, Contact, ContactStatus, Notification, Patient, TreatmentSession
 from needlecare.core import clock
 from needlecare.core.catalogue import Catalogue
-from needlecare.core.rendering import RenderedEmail, render_email
+from needlecare.core.rendering import RenderedEmail, emergency_number, place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import make_token
 from needlecare.followup import aftercare
 from needlecare.followup.delivery import Attachment
 from needlecare.followup.icalendar import CheckDate, follow_up_calendar
+from needlecare.followup.protocol_schema import Step
 from needlecare.followup.protocols import get_protocol
+from needlecare.followup.questions import OPTIONAL, redflag_options
 from needlecare.followup.unsubscribe import make_unsubscribe_token
 
 
@@ -96,6 +97,8 @@ def _aftercare(
     )
     checks = _planned_checks(db, session)
     ctx.update(
+        needled_where=needled_where(ctx["regions"], session.side),
+        emergency_number=emergency_number(clinic),
         aftercare_points=protocol.aftercare_points,
         check_dates=[_local_label(c.starts_at, patient.timezone) + f" — {c.title}" for c in checks],
         unsubscribe_url=unsubscribe_url(patient, settings),
@@ -147,7 +150,8 @@ def _survey(
         "first_name": patient.first_name,
         "clinic": {"name": clinic.name, "phone": clinic.phone, "email": clinic.email},
         "step_title": step.title,
-        "question_count": len(step.questions),
+        "questions": question_summary(step, contact.injury),
+        "emergency_number": emergency_number(clinic),
         "safety": step.safety,
         "is_reminder": n.sequence > 0,
         "survey_url": f"{settings.public_base_url.rstrip('/')}/s/{token}",
@@ -159,7 +163,33 @@ def _survey(
 
 def _local_label(moment: datetime, tz: str) -> str:
     here = clock.local(moment, tz)
-    return f"{here:%A} {here.day} {here:%B}, {here:%H:%M} ({ZoneInfo(tz).key})"
+    return f"{here:%A} {here.day} {here:%B}, {here:%H:%M} ({place_time(tz)})"
+
+
+def needled_where(region_names: list[str], side: str) -> str:
+    """The regions needled with the side, in lower case: "left calf", "left calf and left shin",
+    "calf and shin, on both sides"; the names alone for any other side."""
+    names = [name.lower() for name in region_names]
+    if side in ("left", "right"):
+        names = [f"{side} {name}" for name in names]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{listed}, on both sides" if side == "both" else listed
+
+
+def question_summary(step: Step, injury: str) -> dict[str, int | bool]:
+    """What the check-in asks, for an honest count in its email: the questions that need an answer (the
+    red-flag checklist and the follow-up about a run apart), how many warning signs the checklist lists, and what is
+    optional (the self-test, the comment box)."""
+    asked = set(step.questions)
+    return {
+        "count": len(asked - OPTIONAL - {"redflags"}),
+        "if_ran": "run_pain" in asked and "ran" in asked,
+        "checklist": len(redflag_options(injury)) if "redflags" in asked else 0,
+        "self_test": "rom" in asked,
+        "comment": "free_text" in asked,
+    }
 
 
 def _id(value: int | None) -> int:

@@ -8,7 +8,8 @@ Two charts for the outcome report (domain.md §5.1):
   (too few answers, domain.md §5.2) are left out of the plot and named in a note under it, with their display
   text ("insufficient data", "< 11") and never their value.
 - :func:`responder_bars_svg`: responder rates (per 100) as horizontal bars with the Wilson 95 % CI, one bar
-  per row; a suppressed rate gets no bar, only its display text.
+  per row; a suppressed rate gets no bar, only its display text. With no shown rate at all it refuses
+  (:class:`EmptyChart`): the caller prints a sentence instead of a chart without bars.
 
 The charts are accessible and deterministic:
 
@@ -75,6 +76,10 @@ P = ParamSpec("P")
 PAIN_MEASURE = "nprs_usual"
 _STEP = re.compile(r"^(?:check|outcome)_(\d+)(h|d|wk)$")
 _UNITS = {"h": "h", "d": "d", "wk": "wk"}
+
+
+class EmptyChart(ValueError):
+    """A chart asked for with nothing to draw."""
 
 
 @dataclass(frozen=True)
@@ -275,15 +280,15 @@ def _trajectory_panel(ax: Axes, measure: str, label: str, plotted: list[tuple[in
 def responder_bars_svg(rows: Sequence[ResponderBar], *, title: str | None = None, chart_id: str = "responders") -> str:
     """Responder rate per row (per 100) with Wilson 95 % CI error bars; a suppressed rate shows its text only.
 
+    Raises :class:`EmptyChart` when no row has a shown rate: a chart without a bar is never drawn (the report
+    prints ``needlecare.outcomes.report_html.responders_note`` instead).
+
     Each row's label is written above its bar (long injury names need no margin); the bar's value, CI end
     and n follow the bar. Rows keep the given order, top to bottom.
     """
     title = title or "Pain responders by injury (share reaching the responder rule, %)"
-    if not rows:
-        height = 0.6
-        fig = _new_figure(WIDTH_IN, height)
-        fig.text(MARGIN_IN / WIDTH_IN, 0.5, "No responder rate to show yet.", va="center")
-        return _svg(fig, chart_id, title, "No responder rate to show yet.")
+    if not any(row.rate.shown and row.rate.value is not None for row in rows):
+        raise EmptyChart("a responder chart needs at least one shown rate; print a sentence instead")
     top_in, bottom_in = 0.15, 0.6
     height = top_in + ROW_HEIGHT_IN * len(rows) + bottom_in
     fig = _new_figure(WIDTH_IN, height)

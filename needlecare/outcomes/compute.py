@@ -1,7 +1,8 @@
 """Outcome statistics per clinic × injury × time point, computed in SQL on SQLite and PostgreSQL.
 
-No answer rows are loaded into Python: :func:`compute_outcomes` runs six grouped statements
-(``needlecare.outcomes.statements``), whatever the number of patients, that return aggregates, and
+No answer rows are loaded into Python: :func:`compute_outcomes` runs eight grouped statements
+(``needlecare.outcomes.statements``, and the headline's two in ``needlecare.outcomes.headline``), whatever the
+number of patients, that return aggregates, and
 ``needlecare.outcomes.finishing`` turns them into figures: ``needlecare.outcomes.stats`` finishes intervals,
 quartiles and the Kaplan-Meier product, and every figure goes through the small-number rules of
 ``needlecare.outcomes.suppression`` with the clinic's :class:`~needlecare.safety.clinic_config.ReportPolicy`;
@@ -15,6 +16,7 @@ from sqlmodel import Session
 
 from needlecare.outcomes.filters import make_filters
 from needlecare.outcomes.finishing import adverse_rows, escalation_rows, recovery_rows, step_rows
+from needlecare.outcomes.headline import headline_due_stmt, headline_figures, headline_pairs_stmt
 from needlecare.outcomes.results import OutcomeReport
 from needlecare.outcomes.statements import (
     ack_stmt,
@@ -38,7 +40,7 @@ def compute_outcomes(
     until: datetime | None = None,
 ) -> OutcomeReport:
     """Every outcome statistic of one clinic (as ``needlecare.outcomes.definitions`` defines them), suppressed
-    per ``policy``. Six statements."""
+    per ``policy``. Eight statements."""
     f = make_filters(clinic_id, injury, practitioner_id, since, until)
     conn = db.connection()
     counts = conn.execute(counts_stmt(f)).all()
@@ -48,9 +50,13 @@ def compute_outcomes(
         conn.execute(escalation_counts_stmt(f)).all(), conn.execute(ack_stmt(f)).all(), adverse, policy
     )
     recovery = recovery_rows(conn.execute(recovery_stmt(f)).all(), policy)
+    headline = headline_figures(
+        conn.execute(headline_due_stmt(f)).one(), conn.execute(headline_pairs_stmt(f)).one(), policy
+    )
     return OutcomeReport(
         filters=f,
         policy=policy,
+        headline=headline,
         rows=step_rows(counts, changes, policy),
         adverse=adverse,
         escalations=escalations,

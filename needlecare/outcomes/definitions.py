@@ -25,6 +25,9 @@ Definitions (domain.md §5.1; where domain.md marks a rule [E] it is a design pr
   number of distinct patients is reported beside n).
 - **Pain responder** = drop >= 2 points **and** >= 30 % of baseline (domain.md §2 proposed rule [E], Farrar
   2001), integer arithmetic in SQL (``10 * drop >= 3 * baseline``). Share with a Wilson 95 % CI.
+- **Headline** (across injuries): each patient once, at their latest answered outcome survey with a paired pain
+  answer; the share past the pain responder rule, n and the patients' outcome-survey response rate
+  (``needlecare.outcomes.headline`` defines it in full).
 - **ROM change** = ``survey_response.rom_value - episode.baseline_rom_value`` where ``rom_measure`` equals
   ``episode.baseline_rom_measure``, per measure, in the measure's unit (raw follow-up minus baseline; the
   direction says which sign is better). Responder past the MDC/MCID only where domain.md §1.2 gives one

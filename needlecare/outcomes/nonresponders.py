@@ -2,7 +2,7 @@
 
 One row per unanswered contact whose survey link went out: status ``sent`` (the window may still be open) or
 ``expired`` with its window closed in the last ``expired_days`` days. Newest first (due date, then id), one
-page at a time (``limit``/``offset``), with the patient's name, the injury, the step, the due date, how many
+page at a time (``limit``/``offset``), with the patient's name and phone, the injury, the step, the due date, how many
 reminders went out (notifications of the contact with ``sequence >= 1`` and status ``sent``) and when the
 patient was last sent any message. Two statements: a count and the page.
 
@@ -62,6 +62,7 @@ class NonResponder:
     window_open: bool
     reminders_sent: int
     last_contact_at: datetime | None  # the latest message sent to the patient (any kind), if any
+    phone: str | None = None  # the patient's phone on file, for the call the list asks for
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def page_stmt(
             c.patient_id,
             PATIENT.c.first_name,
             PATIENT.c.last_name,
+            PATIENT.c.phone,
             EPISODE.c.injury,
             c.step_id,
             c.status,
@@ -230,6 +232,7 @@ def list_nonresponders(
                     window_open=row.status == ContactStatus.SENT.value and row.window_closes_at > now,
                     reminders_sent=int(row.reminders or 0),
                     last_contact_at=_latest(last_sent, row.sent_at),
+                    phone=row.phone,
                 )
             )
     return NonResponderPage(rows=tuple(rows), total=total, limit=limit, offset=offset)

@@ -7,7 +7,7 @@ script, font, image or stylesheet is fetched. Importing this module does not imp
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,20 +17,26 @@ from markupsafe import Markup
 from needlecare.core.rendering import environment
 from needlecare.outcomes.definitions import ADVERSE_KINDS, ALL_RULES, PAIN
 from needlecare.outcomes.filters import Filters
+from needlecare.outcomes.headline import empty_chart_text, headline_text
 from needlecare.outcomes.report_rows import ADVERSE_LABELS, SECTION_TITLES, FigureRow, figure_rows
 from needlecare.outcomes.reports import ReportData, injury_name
 from needlecare.outcomes.results import ChangeStats
-from needlecare.outcomes.suppression import Figure
+from needlecare.outcomes.suppression import Figure, Reason, hidden, shortfall_text
+from needlecare.safety.clinic_config import ReportPolicy
 
 TEMPLATE = "reports/report.html.j2"
 
 
 @dataclass(frozen=True)
 class ReportCharts:
-    """Inline SVG charts: one trajectory chart per injury, and the responder-rate bars."""
+    """Inline SVG charts: one trajectory chart per injury, and the responder-rate bars. A chart that would have no
+    bar or point is not drawn: ``responders`` is then None and a sentence in ``responders_note`` (or
+    ``trajectory_notes[injury]``) says why."""
 
     trajectories: dict[str, str]
-    responders: str
+    responders: str | None
+    responders_note: str = ""
+    trajectory_notes: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ charts
@@ -47,11 +53,30 @@ def responder_bars(data: ReportData) -> list[Any]:
     return bars
 
 
+def responders_note(data: ReportData) -> str:
+    """The sentence that stands in for the responder chart when no bar can be drawn."""
+    groups = [(r.pain.n, r.pain.raw.n) for r in data.outcomes.rows if r.scope == "episode" and r.pain is not None]
+    return empty_chart_text(groups, data.policy, "paired answers", data.policy.min_paired)
+
+
+def trajectory_note(data: ReportData, injury: str) -> str:
+    """The sentence that stands in for an injury's trajectory chart when no mean can be plotted (an n that would
+    give back a hidden answered count is not printed)."""
+    hidden_steps = {r.step_id for r in data.outcomes.rows if r.injury == injury and not r.contacts_answered.shown}
+    groups = [
+        (hidden(Reason.COMPLEMENTARY, p.n.n, data.policy) if p.step_id in hidden_steps else p.n, p.raw.n)
+        for p in data.trajectory
+        if p.injury == injury
+    ]
+    return empty_chart_text(groups, data.policy, "answers", data.policy.min_paired)
+
+
 def render_charts(data: ReportData) -> ReportCharts:
     """Render the report's SVG charts (imports matplotlib on first use).
 
-    An injury gets a trajectory chart only when at least one of its means can be shown; otherwise its tables
-    already say "insufficient data" for every point and an empty chart would add nothing.
+    No chart is drawn without a bar or point: an injury gets a trajectory chart only when at least one of its
+    means can be shown, and the responder chart only when at least one rate can; otherwise a sentence says how
+    many answers the largest group has of how many it needs.
     """
     from needlecare.outcomes.charts import responder_bars_svg, trajectory_svg
 
@@ -60,7 +85,13 @@ def render_charts(data: ReportData) -> ReportCharts:
         for injury in data.injuries
         if any(p.injury == injury and p.mean.shown for p in data.trajectory)
     }
-    return ReportCharts(trajectories=trajectories, responders=responder_bars_svg(responder_bars(data)))
+    notes = {injury: trajectory_note(data, injury) for injury in data.injuries if injury not in trajectories}
+    bars = responder_bars(data)
+    if any(bar.rate.shown for bar in bars):
+        return ReportCharts(trajectories=trajectories, responders=responder_bars_svg(bars), trajectory_notes=notes)
+    return ReportCharts(
+        trajectories=trajectories, responders=None, responders_note=responders_note(data), trajectory_notes=notes
+    )
 
 
 # -------------------------------------------------------------------------------------------------- HTML
@@ -76,6 +107,7 @@ class Cell:
     n: str
     suppressed: bool
     reason: str
+    need: str = ""  # below the minimum n: "14 of 20 paired answers, 6 more needed"
 
 
 def _number(value: float, decimals: int) -> str:
@@ -99,11 +131,31 @@ def _beside(figure: Figure | None) -> Cell | None:
     return Cell("", figure.display, "", f"n = {figure.n_display}", figure.suppressed_reason is not None, reason)
 
 
+NEED_METRICS = {
+    ("pain_change", "mean_change"): ("n_paired", "paired answers"),
+    ("pain_change", "responder_rate"): ("n_paired", "paired answers"),
+    ("rom_change", "mean_change"): ("n_paired", "paired answers"),
+    ("rom_change", "responder_rate"): ("n_paired", "paired answers"),
+    ("trajectory", "mean"): ("n", "answers"),
+}
+"""Cells below the minimum n that say how many answers they have of how many they need: (count metric, noun)."""
+
+
 class _Lookup:
     """Cells of one injury, looked up by (section, step, measure, metric)."""
 
-    def __init__(self, rows: Sequence[FigureRow], decimals: int) -> None:
-        self._cells = {(r.section, r.step, r.measure, r.metric): _cell(r, decimals) for r in rows}
+    def __init__(self, rows: Sequence[FigureRow], policy: ReportPolicy) -> None:
+        by_key = {(r.section, r.step, r.measure, r.metric): r for r in rows}
+        self._cells = {key: _cell(r, policy.decimals) for key, r in by_key.items()}
+        for key, r in by_key.items():
+            need = NEED_METRICS.get((key[0], key[3]))
+            count = by_key.get((key[0], key[1], key[2], need[0])) if need else None
+            if need is None or count is None or r.suppressed_reason != Reason.INSUFFICIENT.value:
+                continue
+            have = count.value if count.suppressed_reason is None and isinstance(count.value, int) else None
+            small = count.suppressed_reason == Reason.SMALL_COUNT.value
+            text = shortfall_text(have, small, policy.min_paired, policy, need[1])
+            self._cells[key] = replace(self._cells[key], need=text)
 
     def __call__(self, section: str, step: str, measure: str, metric: str) -> Cell | None:
         return self._cells.get((section, step, measure, metric))
@@ -123,7 +175,7 @@ def _injury_view(data: ReportData, injury: str, rows: Sequence[FigureRow], chart
     from needlecare.outcomes.charts import measure_label, step_label
 
     o = data.outcomes
-    cell = _Lookup(rows, data.policy.decimals)
+    cell = _Lookup(rows, data.policy)
     step_rows = [r for r in o.rows if r.injury == injury]
     rate_of = {r.step_id: cell("follow_up", r.step_id, "", "response_rate") for r in step_rows}
     follow_up = [
@@ -244,6 +296,7 @@ def _injury_view(data: ReportData, injury: str, rows: Sequence[FigureRow], chart
         "slug": injury,
         "name": injury_name(injury),
         "chart": Markup(svg) if svg else None,
+        "chart_note": charts.trajectory_notes.get(injury, ""),
         "follow_up": follow_up,
         "change_tables": change_tables,
         "trajectory": trajectory_rows,
@@ -284,7 +337,9 @@ def html_context(data: ReportData, charts: ReportCharts) -> dict[str, Any]:
         "practitioner": f.practitioner_id,
         "policy": data.policy,
         "small_text": data.policy.small_text,
-        "responders_chart": Markup(charts.responders),
+        "responders_chart": Markup(charts.responders) if charts.responders else None,
+        "responders_note": charts.responders_note,
+        "headline": headline_text(data.outcomes.headline, data.policy),
         "injuries": [_injury_view(data, injury, by_injury.get(injury, []), charts) for injury in data.injuries],
         "definitions": data.definitions,
         "sources": data.sources,

@@ -236,6 +236,15 @@ def definitions(policy: ReportPolicy, measures: Iterable[str] = ()) -> tuple[Def
             "responders / paired answers, with a Wilson 95 % interval.",
             "Farrar 2001; domain.md §2 (proposed rule [E])",
         ),
+        Definition(
+            "Pain improved at the latest outcome survey (headline)",
+            "Each patient counted once, at their latest answered outcome survey with a usual-pain answer whose "
+            "episode has a baseline (any injury, any outcome time point): the share meeting the pain responder "
+            "rule, with a Wilson 95 % interval; n = those patients. Response rate = patients who answered at least "
+            f"one due outcome survey / patients with one due. Shown from {policy.min_paired} patients, under the "
+            "same small-number rules as every responder rate.",
+            "domain.md §2, §5.1, §5.2 (proposed rules [E])",
+        ),
     ]
     rules = []
     for measure in sorted(set(measures)):

@@ -132,9 +132,32 @@ class RecoveryRow:
 
 
 @dataclass(frozen=True)
+class HeadlineRaw:
+    patients_due: int
+    patients_answered: int
+    paired: int
+    responders: int
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Across every injury of the cohort: patients past the pain responder rule at their latest paired outcome
+    answer (``needlecare.outcomes.headline``), each patient counted once."""
+
+    patients_due: Figure  # patients with a due outcome survey
+    patients_answered: Figure  # ... who answered at least one
+    response_rate: Figure  # answered / due, per 100, Wilson CI
+    n: Figure  # patients with a baseline and a paired outcome answer
+    responders: Figure  # count
+    responder_rate: Figure  # per 100, Wilson CI; min_paired patients needed
+    raw: HeadlineRaw
+
+
+@dataclass(frozen=True)
 class OutcomeReport:
     filters: Filters
     policy: ReportPolicy
+    headline: Headline
     rows: tuple[StepRow, ...]
     adverse: tuple[AdverseRow, ...]
     escalations: tuple[EscalationRow, ...]

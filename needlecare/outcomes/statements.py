@@ -88,7 +88,7 @@ def _ticked_default(element: redflag_ticked, compiler: SQLCompiler, **kw: Any) -
     )
 
 
-def _pain_responder(baseline: ColumnElement[Any], follow_up: ColumnElement[Any]) -> ColumnElement[bool]:
+def pain_responder(baseline: ColumnElement[Any], follow_up: ColumnElement[Any]) -> ColumnElement[bool]:
     drop = baseline - follow_up
     return and_(follow_up.is_not(None), baseline.is_not(None), drop >= 2, drop * 10 >= baseline * 3)
 
@@ -147,7 +147,7 @@ def changes_stmt(f: Filters) -> Select[Any]:
             sr.step_id,
             cast(literal(PAIN), String).label("measure"),
             cast(sr.nprs_usual - e.baseline_pain_nprs, Float).label("x"),
-            flag(_pain_responder(e.baseline_pain_nprs, sr.nprs_usual)).label("responders"),
+            flag(pain_responder(e.baseline_pain_nprs, sr.nprs_usual)).label("responders"),
             sr.patient_id,
         )
         .select_from(_answers_from())
@@ -273,7 +273,7 @@ def recovery_stmt(f: Filters) -> Select[Any]:
     e, c, sr = EPISODE.c, CONTACT.c, RESPONSE.c
     answered = and_(c.status == ANSWERED, sr.id.is_not(None))
     day = (epoch_seconds(sr.submitted_at) - epoch_seconds(e.started_at)) // SECONDS_PER_DAY
-    improved = or_(_pain_responder(e.baseline_pain_nprs, sr.nprs_usual), and_(sr.groc15 >= 4, c.scope == "episode"))
+    improved = or_(pain_responder(e.baseline_pain_nprs, sr.nprs_usual), and_(sr.groc15 >= 4, c.scope == "episode"))
     where = [*episode_conditions(f), c.status.in_(DUE_STATUSES)]
     if f.practitioner_id is not None:
         where.append(first_practitioner(e.id) == f.practitioner_id)

@@ -40,9 +40,9 @@ from needlecare.outcomes.reports import ReportData
 
 log = logging.getLogger("needlecare.outcomes.store")
 
-FORMAT_VERSION = 1
-"""Written with every snapshot; a snapshot of another version reads as missing (bump it when the meaning of a
-stored field changes without its shape changing)."""
+FORMAT_VERSION = 2
+"""Written with every snapshot; a snapshot of another version reads as missing, so the dashboard computes it afresh
+(bump it whenever the report gains, loses or changes a field). 2: ``OutcomeReport.headline``."""
 KEY_MAX_LENGTH = 200
 ANY = "*"
 OPEN = "-"

@@ -218,3 +218,45 @@ def statistic_figure(
         low=low,
         high=high,
     )
+
+
+def count_parts(count: Figure) -> tuple[int | None, bool]:
+    """A count figure as (the number, when shown; whether it is a hidden count of 1 .. ``min_count_shown - 1``)."""
+    if count.shown and count.value is not None:
+        return int(count.value), False
+    return None, count.suppressed_reason == Reason.SMALL_COUNT
+
+
+def have_of(have: int | None, small: bool, needed: int, policy: ReportPolicy) -> str:
+    """How many of the ``needed`` values a count holds, never giving back a hidden count: "14 of 20"; "< 11 of 20"
+    for a hidden count of 1 .. ``min_count_shown - 1`` (``small``); "fewer than 20" for a count hidden to protect
+    another cell (complementary suppression), or when "< 11 of" would not say less than ``needed``."""
+    if have is not None:
+        return f"{have} of {needed}"
+    if small and needed >= policy.min_count_shown:
+        return f"{policy.small_text} of {needed}"
+    return f"fewer than {needed}"
+
+
+def shortfall_text(have: int | None, small: bool, needed: int, policy: ReportPolicy, noun: str) -> str:
+    """ "14 of 20 paired answers, 6 more needed"; "< 11 of 20 paired answers, at least 10 more needed"; or, for a
+    count hidden to protect another cell, "fewer than 20 paired answers" (a number needed would give it back)."""
+    text = f"{have_of(have, small, needed, policy)} {noun}"
+    if have is not None:
+        return f"{text}, {max(needed - have, 0)} more needed"
+    if small and needed >= policy.min_count_shown:
+        return f"{text}, at least {needed - (policy.min_count_shown - 1)} more needed"
+    return text
+
+
+def shortfall(figure: Figure, count: Figure, policy: ReportPolicy, noun: str, needed: int | None = None) -> str:
+    """For a statistic below its minimum n ("insufficient data"), how many values it rests on and how many more it
+    needs (:func:`shortfall_text`); "" for any other figure.
+
+    ``count`` is the count figure of the statistic's n as it is printed beside it (e.g. ``ChangeStats.n``, hidden
+    where it would give back a suppressed answered count); ``needed`` defaults to ``min_paired``.
+    """
+    if figure.suppressed_reason != Reason.INSUFFICIENT:
+        return ""
+    have, small = count_parts(count)
+    return shortfall_text(have, small, policy.min_paired if needed is None else needed, policy, noun)

@@ -15,14 +15,17 @@ from sqlmodel import Session, col, select
 from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
 from models.base import utcnow
 from needlecare.core import claims, clock
+from needlecare.core.rendering import place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
-from needlecare.followup.delivery import DeliveryError, Route, failure_outcome, send_alert
+from needlecare.followup.delivery import AlertMessage, DeliveryError, Route, failure_outcome, send_alert
 from needlecare.safety.clinic_config import TAGS, config_of, tier_tag
 from needlecare.safety.rules.ruleset import get_rules
 
 A = AlertStatus
-TIER_WORDS = {"EMERGENCY": "EMERGENCY", "SAME_DAY": "same-day", "NEXT_BD": "next business day"}
+# How a tier reads in an alert's sentences, and at the start of its subject (the emergency one in capitals).
+TIER_WORDS = {"EMERGENCY": "emergency", "SAME_DAY": "same-day", "NEXT_BD": "next-business-day"}
+TIER_SUBJECT_WORDS = {"EMERGENCY": "EMERGENCY", "SAME_DAY": "Same-day", "NEXT_BD": "Next-business-day"}
 
 
 @dataclass
@@ -47,22 +50,50 @@ def case_url(case_id: int, settings: Settings) -> str:
     return f"{settings.public_base_url.rstrip('/')}/cases/{case_id}"
 
 
-def compose(case: EscalationCase, alert: Alert, clinic: Clinic, db: Session, settings: Settings) -> tuple[str, str]:
-    """Title and plain-text body of one alert."""
+def article(words: str) -> str:
+    """The article before ``words``: "an" before a vowel ("an emergency case"), else "a" ("a same-day case")."""
+    return "an" if words[:1].lower() in "aeiou" else "a"
+
+
+def compose(
+    case: EscalationCase, alert: Alert, clinic: Clinic, db: Session, settings: Settings
+) -> tuple[str, AlertMessage]:
+    """Title and body of one alert: the plain-text body, carrying its HTML version for email routes
+    (templates/emails/alert.*.j2). Both hold the tier, the rules' titles and practitioner messages, the
+    deadline and the case link; never the patient's name, contact details or answers."""
     rule_ids = db.exec(select(CaseRule.rule_id).where(CaseRule.case_id == case.id).order_by(col(CaseRule.id))).all()
-    texts = {rule.id: rule.practitioner_message for rule in get_rules().rules}
-    words = TIER_WORDS.get(case.tier, case.tier)
-    due = clock.local(case.due_at, clinic.timezone)
-    if alert.audience == "backup":
-        title = f"OVERDUE {words} case #{case.id} at {clinic.name}: not acknowledged"
-        opening = f"Nobody has acknowledged this {words} case, due by {due:%a %d %b %H:%M} ({clinic.timezone})."
+    known = {rule.id: rule for rule in get_rules().rules}
+    words = TIER_WORDS.get(case.tier, case.tier.replace("_", " ").lower())
+    due = f"{clock.local(case.due_at, clinic.timezone):%a %d %b %H:%M} ({place_time(clinic.timezone)})"
+    backup = alert.audience == "backup"
+    if backup:
+        opening = f"Nobody has acknowledged this {words} case, due by {due}."
+        banner = f"Overdue: {words} case, not acknowledged"
     else:
-        title = f"{words.capitalize() if words.islower() else words} case #{case.id} at {clinic.name}"
-        opening = f"A patient's answers opened a {words} case. Acknowledge by {due:%a %d %b %H:%M} ({clinic.timezone})."
-    lines = [opening, ""]
-    lines += [f"{rule_id}: {texts.get(rule_id, 'rule no longer in the rule set')}" for rule_id in rule_ids]
-    lines += ["", f"Open the case (login required): {case_url(case.id or 0, settings)}"]
-    return title, "\n".join(lines)
+        opening = f"A patient's answers opened {article(words)} {words} case. Acknowledge by {due}."
+        banner = f"{words.capitalize()} case"
+    rules = [
+        {"title": known[rule_id].title, "message": known[rule_id].practitioner_message}
+        if rule_id in known
+        else {"title": "A rule no longer in the rule set", "message": f"Rule {rule_id}: see the case page."}
+        for rule_id in rule_ids
+    ]
+    rendered = render_email(
+        "alert",
+        {
+            "backup": backup,
+            "words": words,
+            "subject_words": TIER_SUBJECT_WORDS.get(case.tier, words.capitalize()),
+            "tier": case.tier,
+            "banner": banner,
+            "case_id": case.id,
+            "clinic_name": clinic.name,
+            "opening": opening,
+            "rules": rules,
+            "case_url": case_url(case.id or 0, settings),
+        },
+    )
+    return rendered.subject, AlertMessage(rendered.text, html=rendered.html)
 
 
 def deliver(

@@ -1,8 +1,12 @@
-"""Per-clinic settings a clinic can change without code: alert routes, SLAs and opening hours.
+"""Per-clinic settings a clinic can change without code: alert routes, SLAs, opening hours and the emergency
+number patients are told to call.
 
 Stored as JSON in ``clinic.config`` (NULL means every default below) and set from a TOML file with
 ``needlecare clinic configure ID --file clinic.toml``. The file is checked when loaded; every problem
 names the field and what is allowed. Example (every key optional)::
+
+    emergency_number = "999"        # what patients are told to dial, tap to call; by default the number of the
+                                    # clinic's country (its phone number or time zone: data/emergency_numbers.toml)
 
     [[alerts]]                      # Apprise URLs; `tags` route tiers to them
     url = "mailto://user:pass@smtp.example.org?to=on-call@clinic.example"
@@ -38,6 +42,7 @@ from typing import Any, Literal
 import apprise
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from needlecare.core.rendering import EMERGENCY_NUMBER
 from needlecare.safety.rules.variables import TIERS
 
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")  # tiers that open a case; INFO only reaches the dashboard
@@ -164,6 +169,22 @@ class ClinicConfig(BaseModel):
     sla: Sla = Sla()
     opening_hours: OpeningHours = OpeningHours()
     reporting: ReportPolicy = ReportPolicy()
+    emergency_number: str | None = Field(
+        default=None,
+        description=(
+            "What patients are told to dial in an emergency, e.g. 911 or 112; None: the number of the clinic's "
+            "country (needlecare.core.rendering.emergency_number)"
+        ),
+    )
+
+    @field_validator("emergency_number", mode="before")
+    @classmethod
+    def _dialable(cls, value: Any) -> Any:
+        if isinstance(value, int | float):
+            raise ValueError('write it in quotes, e.g. "911": as a number, 000 would lose its zeros')
+        if isinstance(value, str) and not EMERGENCY_NUMBER.match(value):
+            raise ValueError("must be the 2 to 6 digits a patient dials, e.g. 911, 999, 112 or 000")
+        return value
 
     @model_validator(mode="after")
     def _every_tier_routed(self) -> "ClinicConfig":

@@ -17,6 +17,7 @@ from models import AuditEvent, Clinic, Contact, ContactStatus, Episode, Patient,
 from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.catalogue import get_catalogue
+from needlecare.core.rendering import emergency_number
 from needlecare.core.tokens import TokenClaims
 from needlecare.followup.protocol_schema import Protocol, Step
 from needlecare.followup.protocols import get_protocol
@@ -52,7 +53,8 @@ class SurveyContext:
     """What the form and the validator need beside the contact.
 
     Of the patient only the first name is here (the form greets by it); the clinic's phone number is shown
-    on the thank-you page next to same-day advice. Neither appears on pages for unusable links.
+    next to urgent advice, and its emergency number wherever the page says to call one. None of them appears
+    on pages for unusable links.
     """
 
     contact: Contact
@@ -61,6 +63,7 @@ class SurveyContext:
     first_name: str
     clinic_id: str
     clinic_phone: str | None
+    emergency_number: str | None
     regions_needled: list[str]
     trunk_needled: bool
     previous_activities: list[str]
@@ -100,6 +103,7 @@ def survey_context(db: Session, contact: Contact) -> SurveyContext:
         first_name=patient.first_name if patient is not None else "",
         clinic_id=patient.clinic_id if patient is not None else "",
         clinic_phone=clinic.phone if clinic is not None else None,
+        emergency_number=emergency_number(clinic) if clinic is not None else None,
         regions_needled=regions,
         trunk_needled=get_catalogue().is_trunk(regions),
         previous_activities=previous_activities(db, contact),

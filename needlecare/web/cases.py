@@ -13,12 +13,15 @@ from models.base import utcnow
 from needlecare.core import clock
 from needlecare.followup.questions import BRUISE_OPTIONS, GROC_LABELS, REDFLAGS
 from needlecare.safety import casebook, escalation
+from needlecare.staff import labels
+from needlecare.staff.casepage import confirmation, session_context
 from needlecare.web.auth import CsrfChecked, CurrentUser
 from needlecare.web.deps import DbDep
 from needlecare.web.templating import templates
 
 router = APIRouter(tags=["cases"], include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
+templates.env.globals.update(labels.filters())  # tier_name, step_name, rule_title, ... for every staff page
 
 
 def _age(seconds: float) -> str:
@@ -56,8 +59,9 @@ def cases_page(request: Request, user: CurrentUser, db: DbDep, show: str = "acti
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: int, user: CurrentUser, db: DbDep) -> Response:
-    return _case_response(request, case_id, user, db)
+def case_page(request: Request, case_id: int, user: CurrentUser, db: DbDep, done: str | None = None) -> Response:
+    """One case; ``?done=acknowledged`` or ``?done=resolved`` (the redirect after an action) adds its confirmation."""
+    return _case_response(request, case_id, user, db, done=done)
 
 
 @router.post("/cases/{case_id}/acknowledge", response_class=HTMLResponse)
@@ -67,7 +71,7 @@ def acknowledge(request: Request, case_id: int, user: CurrentUser, db: DbDep, fo
     except escalation.CaseError as exc:
         db.rollback()
         return _case_response(request, case_id, user, db, error=str(exc), status=409)
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    return RedirectResponse(f"/cases/{case_id}?done=acknowledged", status_code=303)
 
 
 @router.post("/cases/{case_id}/resolve", response_class=HTMLResponse)
@@ -78,11 +82,19 @@ def resolve(request: Request, case_id: int, user: CurrentUser, db: DbDep, form: 
     except escalation.CaseError as exc:
         db.rollback()
         return _case_response(request, case_id, user, db, error=str(exc), note=note, status=422)
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    return RedirectResponse(f"/cases/{case_id}?done=resolved", status_code=303)
 
 
 def _case_response(
-    request: Request, case_id: int, user: Any, db: DbDep, *, error: str | None = None, note: str = "", status: int = 200
+    request: Request,
+    case_id: int,
+    user: Any,
+    db: DbDep,
+    *,
+    error: str | None = None,
+    note: str = "",
+    status: int = 200,
+    done: str | None = None,
 ) -> Response:
     detail = casebook.case_detail(db, user.clinic_id, case_id, now=utcnow())
     if detail is None:
@@ -92,6 +104,8 @@ def _case_response(
     context = {
         **_common(request, user, detail.clinic.timezone),
         "d": detail,
+        "session": session_context(db, detail.case, detail.clinic.timezone),
+        "confirmation": None if error else confirmation(detail.case, done, detail.clinic.timezone),
         "error": error,
         "note": note,
         "redflag_labels": REDFLAGS,

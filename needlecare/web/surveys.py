@@ -2,8 +2,11 @@
 
 Both validate with ``needlecare.followup.questions``, store through ``needlecare.surveys.responses`` and show the
 advice of the escalation rules (``needlecare.safety.advice``) in the same response (domain.md §6). A ticked red flag
-shows its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). Pages for
-unusable links say nothing about the patient, the clinic or the check."""
+shows its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). A form with
+errors follows the GOV.UK pattern: "Error:" in the title, a summary that takes focus and links to each question, and
+messages in the words of the page (``needlecare.surveys.wording``). After a stored answer that opened a case the
+thank-you page says an alert is on its way to the clinic, and gives its phone. Pages for unusable links say nothing
+about the patient, the clinic or the check."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +24,7 @@ from models import Clinic
 from models.base import utcnow
 from needlecare.core.db import get_engine
 from needlecare.core.jsonin import JsonInputError, load_json
-from needlecare.core.rendering import TEMPLATES_DIR
+from needlecare.core.rendering import TEMPLATES_DIR, add_filters
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import TokenExpired, TokenInvalid, read_token
 from needlecare.followup.questions import (
@@ -49,6 +52,7 @@ from needlecare.surveys.responses import (
     record_answer,
     survey_context,
 )
+from needlecare.surveys.wording import form_errors
 from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import DbDep, SettingsDep
 
@@ -56,7 +60,9 @@ router = APIRouter(tags=["surveys"])
 # Own environment: patient pages echo what was typed, so escaping must not depend on file extensions
 # (select_autoescape() does not treat *.html.j2 as HTML). Strict, so a missing variable is an error.
 templates = Jinja2Templates(
-    env=Environment(loader=FileSystemLoader(str(TEMPLATES_DIR / "web")), autoescape=True, undefined=StrictUndefined)
+    env=add_filters(
+        Environment(loader=FileSystemLoader(str(TEMPLATES_DIR / "web")), autoescape=True, undefined=StrictUndefined)
+    )
 )
 MAX_BODY_BYTES = 64 * 1024
 PSFS_NEW_ROWS = 3
@@ -82,6 +88,7 @@ class _Outcome:
     errors: dict[str, str] | None = None
     advice: Advice | None = None
     response_id: int | None = None
+    alerted: bool = False  # the stored answer opened a case, so an alert to the clinic is queued
 
 
 # ---- routes -------------------------------------------------------------------------------------------
@@ -190,7 +197,13 @@ def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Ch
                 STATUS[exc.reason], reason=exc.reason, advice=_advice(db, answers, context, now, saved=False)
             )
         advice = advice_from(answered.outcome.evaluation, saved=True, clinic_open=_clinic_open(db, context, now))
-        return _Outcome(201, context=context, advice=advice, response_id=answered.response.id)
+        return _Outcome(
+            201,
+            context=context,
+            advice=advice,
+            response_id=answered.response.id,
+            alerted=answered.outcome.case_id is not None,
+        )
 
 
 def _advice(
@@ -242,11 +255,17 @@ def _submit_form(request: Request, token: str, form: dict[str, list[str]], setti
     outcome = _answer(token, data, settings, channel="web")
     if outcome.response_id is not None:
         return _thanks_page(request, outcome)
-    if outcome.errors is not None and outcome.context is not None:
+    context = outcome.context
+    if outcome.errors is not None and context is not None:
         kept: dict[str, Any] = {**values, "redflags": values_redflags}
-        return _form_page(
-            request, outcome.context, values=kept, errors=outcome.errors, advice=outcome.advice, status=422
+        errors = form_errors(
+            outcome.errors,
+            {**values, "redflags": values_redflags, "psfs": data.get("psfs") or []},
+            protocol=context.protocol,
+            step=context.step,
+            previous_activities=context.previous_activities,
         )
+        return _form_page(request, context, values=kept, errors=errors, advice=outcome.advice, status=422)
     return _unavailable_page(request, outcome.reason or "invalid", outcome.advice)
 
 
@@ -320,6 +339,8 @@ def _form_page(
         "values": values,
         "errors": errors,
         "advice": advice,
+        "clinic_phone": context.clinic_phone,
+        "emergency_number": context.emergency_number,
         "action": request.url.path,
     }
     return templates.TemplateResponse(request, "survey.html.j2", page, status_code=status, headers=NO_STORE)
@@ -329,7 +350,9 @@ def _thanks_page(request: Request, outcome: _Outcome) -> Response:
     context = outcome.context
     page = {
         "advice": outcome.advice,
+        "alerted": outcome.alerted,
         "clinic_phone": context.clinic_phone if context and outcome.advice else None,
+        "emergency_number": context.emergency_number if context else None,
     }
     return templates.TemplateResponse(request, "survey_thanks.html.j2", page, status_code=200, headers=NO_STORE)
 

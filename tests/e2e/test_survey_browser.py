@@ -30,6 +30,7 @@ from needlecare.intake import ingest
 from needlecare.intake.clinics import add_clinic
 from needlecare.safety.advice import EMERGENCY_TITLE
 from tests.conftest import CLINIC_SECRET, free_port
+from tests.e2e.axe import expect_no_violations
 from tests.e2e.browser import PHONE, launch_chromium, screenshot, serve_app, survey_link
 from tests.factories import PATIENT_LAST, PATIENT_NAME, event_body
 
@@ -50,6 +51,8 @@ RAN = re.compile(r"^Have you been for a run")
 RUN_PAIN = re.compile(r"^If you ran: how much did your injury hurt")
 GROC = re.compile(r"^Compared with before your last session, how is your injury now\?")
 SEND = "Send my answers"
+BRUISE_MESSAGE = "Choose whether you have a bruise where the needles went in, and how big it is"
+FAINTED_MESSAGE = "Choose “Yes” if you fainted or felt faint, or “No” if you did not"
 MIN_TAP = 44  # px, WCAG 2.5.5 / platform guidelines
 
 
@@ -292,20 +295,20 @@ def test_missing_answer_is_shown_beside_its_field_and_typing_is_kept(env: Env, p
 
     fainted = question(page, FAINTED)
     error = page.locator("#err-fainted")
-    expect(error).to_have_text(re.compile(r"^This question needs an answer\. Answer yes or no\."))
+    expect(error).to_have_text("Error: " + FAINTED_MESSAGE)
     # Beside the field: inside its fieldset, between the question and the choices, and announced with it.
     expect(fainted.locator("#err-fainted")).to_have_count(1)
     expect(fainted).to_have_attribute("aria-describedby", re.compile(r"\berr-fainted\b"))
-    expect(fainted).to_have_accessible_description(re.compile("This question needs an answer"))
+    expect(fainted).to_have_accessible_description(re.compile(re.escape(FAINTED_MESSAGE)))
     legend_box, error_box = fainted.locator("legend").bounding_box(), error.bounding_box()
     first_choice = fainted.get_by_role("radio", name="Yes").bounding_box()
     assert legend_box and error_box and first_choice
     assert legend_box["y"] < error_box["y"] < first_choice["y"]
     for choice in ("Yes", "No"):
         expect(fainted.get_by_role("radio", name=choice)).to_have_attribute("aria-invalid", "true")
-    # The summary at the top names the question and links to it; no other field is flagged.
-    summary = page.get_by_role("alert").filter(has_text="Please check this answer")
-    expect(summary.get_by_role("link", name="Feeling faint")).to_have_attribute("href", "#q-fainted")
+    # The summary at the top says what to do and links to the question; no other field is flagged.
+    summary = page.get_by_role("alert").filter(has_text="There is a problem")
+    expect(summary.get_by_role("link", name=FAINTED_MESSAGE)).to_have_attribute("href", "#fainted-0")
     expect(page.locator("p.error")).to_have_count(1)
     # What was typed and tapped elsewhere is still there.
     expect(page.get_by_label("Your message")).to_have_value(typed)
@@ -325,6 +328,41 @@ def test_missing_answer_is_shown_beside_its_field_and_typing_is_kept(env: Env, p
     assert (stored.free_text, stored.soreness, stored.bruise, stored.fainted) == (typed, 3, "small", False)
 
 
+def test_error_summary_takes_focus_and_leads_to_the_question(env: Env, page: Page, shot: Any) -> None:
+    """GOV.UK's pattern: "Error:" in the title, the summary focused as the page loads, each link to its question."""
+    visit = record_visit(env, "summary")
+    send_due(env, visit, 24)
+    page.goto(emailed_link(env, visit, DAY_1))
+    expect(page).to_have_title(DAY_1)
+    tap_choice(page, SORENESS, "2")
+    tap_choice(page, REDFLAGS, "None of these", role="checkbox")
+    assert submit(page) == 422
+
+    expect(page).to_have_title(f"Error: {DAY_1}")
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary).to_be_in_viewport()
+    expect(summary.get_by_role("heading", level=2)).to_have_text("There is a problem")
+    links = summary.get_by_role("link")
+    expect(links).to_have_text([BRUISE_MESSAGE, FAINTED_MESSAGE])
+    shot("summary")
+
+    # The second link: focus goes to the first choice of "Did you faint…", with its question in view.
+    links.nth(1).tap()
+    first_choice = question(page, FAINTED).get_by_role("radio", name="Yes")
+    expect(first_choice).to_be_focused()
+    expect(question(page, FAINTED).locator("legend")).to_be_in_viewport()
+    expect(page.locator("#err-fainted")).to_be_in_viewport()
+    shot("followed")
+
+    # The first link, by keyboard from the summary.
+    summary.focus()
+    page.keyboard.press("Tab")
+    expect(links.nth(0)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(question(page, BRUISE).get_by_role("radio", name="No bruise")).to_be_focused()
+
+
 def test_red_flag_shows_emergency_advice_at_once(env: Env, page: Page, shot: Any) -> None:
     visit = record_visit(env, "redflag")
     send_due(env, visit, 24)
@@ -337,9 +375,14 @@ def test_red_flag_shows_emergency_advice_at_once(env: Env, page: Page, shot: Any
     expect(advice).to_have_attribute("role", "alert")
     expect(advice.get_by_role("heading")).to_have_text(EMERGENCY_TITLE)
     expect(advice).to_contain_text("Do not wait for a reply from the clinic.")
-    expect(advice).not_to_contain_text("saved")
+    expect(advice).not_to_contain_text("Your answers are saved with your record.")
+    expect(advice).to_contain_text("Your answers are not saved yet, and your clinic has not been sent an alert.")
+    expect(advice.get_by_role("link", name="Call 911")).to_have_attribute("href", "tel:911")
     box = advice.bounding_box()
     assert box is not None and box["y"] < 100, "the advice is the first thing on the page"
+    expect(page).to_have_title(f"Error: {DAY_1}")
+    expect(page.locator("#error-summary")).not_to_be_focused()  # the focus does not scroll the advice away
+    assert page.evaluate("window.scrollY") == 0
     expect(page.get_by_label("Short of breath")).to_be_checked()
     shot("not-saved")
     contact = contact_of(env, visit, "check_24h")
@@ -352,6 +395,13 @@ def test_red_flag_shows_emergency_advice_at_once(env: Env, page: Page, shot: Any
     expect(advice.get_by_role("heading", name=EMERGENCY_TITLE)).to_be_visible()
     expect(advice).to_contain_text("Call your local emergency number now.")
     expect(advice).to_contain_text("Your answers are saved with your record.")
+    # The number to call, the clinic's phone (formatted, tap to call) and what was done: no promise of a call back.
+    call = advice.get_by_role("link", name="Call 911")
+    expect(call).to_have_attribute("href", "tel:911")
+    call_box = call.bounding_box()
+    assert call_box is not None and call_box["height"] >= MIN_TAP - 0.5 and call_box["width"] >= MIN_TAP - 0.5
+    expect(advice.get_by_role("link", name="+1 555-010-0200")).to_have_attribute("href", "tel:+15550100200")
+    expect(advice).to_contain_text("We are sending your clinic an alert about your answers.")
     box = advice.bounding_box()
     assert box is not None and box["y"] < 100
     expect(page.get_by_role("heading", level=1)).to_have_text("Thank you")
@@ -482,19 +532,36 @@ def check_accessibility(page: Page) -> None:
 
 
 def test_accessibility_smoke(env: Env, page: Page, shot: Any) -> None:
+    """Our own checks and axe-core (target-size on) on the form, the form with errors and urgent advice, and the
+    thank-you page after a red flag."""
     visit = record_visit(env, "a11y")
     send_due(env, visit, 24)
     page.goto(emailed_link(env, visit, DAY_1))
     check_accessibility(page)
+    expect_no_violations(page, "the 1-day check-in")
     # And on the page with an error shown.
     fill_24h(page, fainted=None)
     assert submit(page) == 422
     check_accessibility(page)
+    expect_no_violations(page, "the 1-day check-in with an error")
     shot("24h-error")
+    # Errors and emergency advice together, then the advice once stored.
+    question(page, REDFLAGS).locator("label").filter(has_text="None of these").tap()
+    expect(page.get_by_label("None of these")).not_to_be_checked()
+    tap_choice(page, REDFLAGS, "Chest pain", role="checkbox")
+    assert submit(page) == 422
+    expect(page.locator("section.advice")).to_be_visible()
+    expect_no_violations(page, "the check-in with errors and emergency advice")
+    tap_choice(page, FAINTED, "No")
+    assert submit(page) == 200
+    expect(page.get_by_role("link", name="Call 911")).to_be_visible()
+    expect_no_violations(page, "the thank-you page after a red flag")
+    shot("advice")
 
     send_due(env, visit, 72)
     page.goto(emailed_link(env, visit, DAY_3))
     check_accessibility(page)
+    expect_no_violations(page, "the 3-day check-in")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     shot()
 

@@ -112,7 +112,9 @@ def test_output_is_deterministic_and_ids_do_not_clash() -> None:
 
 def test_no_external_resources_and_no_global_state_left_behind() -> None:
     pyplot_before = "matplotlib.pyplot" in sys.modules
-    svg = trajectory_svg(POINTS, "achilles_tendinopathy") + responder_bars_svg([])
+    svg = trajectory_svg(POINTS, "achilles_tendinopathy") + responder_bars_svg(
+        [ResponderBar("Achilles tendinopathy · 6 wk", share_figure(20, 32, POLICY))]
+    )
     assert not re.search(r'(?:href|src)="https?:', svg) and "url(http" not in svg
     assert matplotlib.get_backend().lower() == "agg"
     assert matplotlib.rcParams["svg.hashsalt"] is None  # rc settings were restored after rendering
@@ -135,7 +137,13 @@ def test_responder_bars_show_shown_rates_and_only_the_text_of_hidden_ones() -> N
     assert "insufficient data (n = 14)" in text and "insufficient data (n = < 11)" in text
     assert "92.9" not in text and "66.7" not in text  # 13/14 and 2/3 are never printed
     assert parse(svg).get("role") == "img"
-    assert "No responder rate to show yet." in visible_text(responder_bars_svg([]))
+
+
+def test_a_responder_chart_without_a_bar_is_refused() -> None:
+    hidden_only = [ResponderBar("Shin splints · 6 wk", share_figure(2, 3, POLICY, min_total=POLICY.min_paired))]
+    for rows in ([], hidden_only):
+        with pytest.raises(charts.EmptyChart):
+            responder_bars_svg(rows)
 
 
 def test_rendering_is_fast_enough() -> None:

@@ -550,8 +550,9 @@ def test_statement_count_does_not_grow_with_patients(db: Session, clinic: Clinic
     _some_patients(rows, 40)
     statements.clear()
     report = compute_outcomes(db, clinic.id, policy=POLICY)
-    assert len(statements) == few == 6
+    assert len(statements) == few == 8  # six for the per-injury figures, two for the headline
     assert report.rows and report.adverse and report.escalations and report.recovery
+    assert report.headline.raw.patients_due > 0
     statements.clear()
     points = trajectory(db, clinic.id, policy=POLICY)
     assert len(statements) == 2

@@ -114,7 +114,9 @@ def test_anything_else_does_not_decode(text: str) -> None:
 def test_a_stored_snapshot_that_does_not_decode_reads_as_missing(
     db: Session, clinic: Clinic, data: reports.ReportData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    text = report_store.encode(data).replace('"format":1', '"format":99')
+    version = f'"format":{report_store.FORMAT_VERSION}'
+    text = report_store.encode(data).replace(version, '"format":99')
+    assert text != report_store.encode(data)
     db.add(ReportSnapshot(clinic_id=clinic.id, view_key=ALL_TIME, computed_at=NOW, seconds=1.0, data=text))
     db.commit()
     with caplog.at_level(logging.WARNING, logger="needlecare.outcomes.store"):

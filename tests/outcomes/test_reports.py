@@ -3,6 +3,7 @@
 cron deployment."""
 
 import csv
+import html as html_lib
 import io
 import json
 import logging
@@ -264,18 +265,30 @@ def test_html_shows_suppressed_cells_as_their_text_and_never_the_hidden_number(
     cells = html_cells(html)
     assert cells["mtss|follow_up|outcome_6wk||contacts_due"] == ["< 11"]
     assert cells["mtss|follow_up|outcome_6wk||response_rate"] == ["suppressed", "n = < 11"]
-    assert cells["mtss|pain_change|outcome_6wk|nprs_usual|mean_change"] == ["insufficient data", "n = < 11"]
+    # below the minimum, a cell says how many answers it has of the 20 it needs, never a hidden count:
+    # 3 paired answers read "< 11 of 20"; plantar's 14 is hidden (complementary), so it reads "fewer than 20"
+    mtss_need = "< 11 of 20 paired answers, at least 10 more needed"
+    assert cells["mtss|pain_change|outcome_6wk|nprs_usual|mean_change"] == ["insufficient data", "n = < 11", mtss_need]
+    assert cells["mtss|pain_change|outcome_6wk|nprs_usual|responder_rate"] == [
+        "insufficient data",
+        "n = < 11",
+        mtss_need,
+    ]
     assert cells["plantar_fasciitis|pain_change|outcome_6wk|nprs_usual|mean_change"] == [
         "insufficient data",
         "n = suppressed",
+        "fewer than 20 paired answers",
     ]
     # 14 answered and 1 not answered of 15: the "1" is "< 11" and the 14 is hidden with it (complementary).
     assert cells["plantar_fasciitis|follow_up|outcome_6wk||contacts_not_answered"] == ["< 11"]
     assert cells["plantar_fasciitis|follow_up|outcome_6wk||contacts_answered"] == ["suppressed"]
     # No shin-splints cell holds a number other than the 11 of "< 11" (raw: 4 due, 3 answered).
+    policy_only = re.compile(  # numbers of the rules, not of the data
+        r"(?:< 11 of 20|fewer than 20) (?:paired )?answers(?:, at least 10 more needed)?"
+    )
     for cell_key, parts in cells.items():
         if cell_key.startswith("mtss|"):
-            text = " ".join(parts).replace("< 11", "")
+            text = " ".join(p for p in parts if not policy_only.fullmatch(p)).replace("< 11", "")
             assert not re.search(r"\d", text), (cell_key, parts)
     (mtss,) = [r for r in data.outcomes.rows if r.injury == "mtss"]
     assert (mtss.raw.contacts_due, mtss.raw.contacts_answered) == (4, 3)  # the hidden raw numbers exist, only here
@@ -288,6 +301,71 @@ def test_html_escapes_names_and_shows_definitions_and_sources(report_url: str, h
     definitions = html.index('id="definitions-title"')
     assert html.index("Pain responder", definitions) > definitions
     assert "Farrar JT et al." in html[definitions:] and "CMS Cell Size Suppression Policy" in html[definitions:]
+
+
+# ---- headline and charts without bars -------------------------------------------------------------------------
+
+
+def test_the_headline_counts_each_patient_once_at_their_latest_outcome_answer(data: reports.ReportData) -> None:
+    """By hand from ``seed`` (one patient per episode). Achilles: 45 due; 32 answered at 6 weeks, of whom i < 15
+    answered at 12 weeks too (pain - 3: all responders), counted there; the other 17 at 6 weeks: i 15-19
+    responders (-3), i 20-31 not (-1) -> 20 of 32. Plantar: 15 due, 14 answered, baseline 6 -> 3, 4, 5 by i % 3:
+    drops 3 and 2 meet the rule (2 points and 30 % of 6 = 1.8), drop 1 does not -> 10 of 14. Shin splints: 4 due,
+    3 answered, 7 -> 4 -> 3 of 3. Total: 64 due, 49 answered, 49 paired, 33 improved."""
+    h = data.outcomes.headline
+    assert (h.raw.patients_due, h.raw.patients_answered, h.raw.paired, h.raw.responders) == (64, 49, 49, 33)
+    low, high = sps.binomtest(33, 49).proportion_ci(method="wilson")
+    assert h.responder_rate.value == pytest.approx(100 * 33 / 49)
+    assert h.responder_rate.low == pytest.approx(100 * low) and h.responder_rate.high == pytest.approx(100 * high)
+    r_low, r_high = sps.binomtest(49, 64).proportion_ci(method="wilson")
+    assert h.response_rate.value == pytest.approx(100 * 49 / 64)
+    assert h.response_rate.low == pytest.approx(100 * r_low) and h.response_rate.high == pytest.approx(100 * r_high)
+    assert (h.n.display, h.responders.display, h.patients_due.display) == ("49", "33", "64")
+
+
+def test_the_report_opens_with_the_headline(html: str) -> None:
+    start = html.index('id="headline"')
+    assert start < html.index('id="overview-title"') < html.index('id="injury-')
+    section = html_lib.unescape(re.sub(r"\s+", " ", html[start : html.index("</section>", start)]))
+    low, high = sps.binomtest(33, 49).proportion_ci(method="wilson")
+    assert f"{100 * 33 / 49:.1f} %" in section and "(33 of 49)" in section
+    assert f"95 % CI {100 * low:.1f} to {100 * high:.1f} %" in section
+    assert "n = 49 patients with a baseline and an answered outcome survey" in section
+    assert f"Response rate {100 * 49 / 64:.1f} % (49 of 64 patients due an outcome survey" in section
+
+
+@pytest.mark.parametrize(
+    ("injury", "responders", "trajectory"),
+    [
+        # 3 paired answers, 4 baselines: both "< 11"
+        ("mtss", "< 11 of 20", "< 11 of 20"),
+        # 14 paired answers hidden beside the 1 not answered; 15 baselines shown
+        ("plantar_fasciitis", "fewer than 20", "15 of 20"),
+    ],
+)
+def test_no_chart_is_drawn_without_bars(report_url: str, injury: str, responders: str, trajectory: str) -> None:
+    with Session(database.get_engine(report_url)) as db:
+        data = reports.build_report(db, CLINIC, injury=injury, now=NOW)
+    charts = report_html.render_charts(data)
+    assert charts.responders is None and charts.trajectories == {}
+    page = report_html.render_html(data, charts)
+    assert "<svg" not in page and "<figure" not in page, "no chart element without a bar or point"
+    text = html_lib.unescape(page)
+    assert (
+        f'id="responders-empty">Not enough paired answers yet for this chart: the largest group has {responders}.'
+        in text
+    )
+    assert (
+        f'id="chart-empty-{injury}">Not enough answers yet for this chart: the largest group has {trajectory}.' in text
+    )
+    headline = text[text.index('id="headline"') : text.index('id="overview-title"')]
+    assert "Not shown yet:" in headline and "<svg" not in headline
+
+
+def test_the_responder_chart_is_drawn_when_one_bar_has_a_rate(data: reports.ReportData) -> None:
+    charts = report_html.render_charts(data)
+    assert charts.responders is not None and charts.responders.startswith("<svg")
+    assert charts.responders_note == "" and set(charts.trajectory_notes) == {"mtss", "plantar_fasciitis"}
 
 
 # ---- CSV and JSON --------------------------------------------------------------------------------------------
@@ -373,6 +451,21 @@ def pdf_text(content: bytes) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).replace("\u2212", "-").split())
 
 
+def pdf_text_of_page(content: bytes, index: int) -> str:
+    page = PdfReader(io.BytesIO(content)).pages[index]
+    return " ".join(unicodedata.normalize("NFKC", page.extract_text() or "").replace("\u2212", "-").split())
+
+
+@needs_chromium
+def test_a_pdf_without_bars_says_so_on_its_first_page(report_url: str) -> None:
+    with Session(database.get_engine(report_url)) as db:
+        data = reports.build_report(db, CLINIC, injury="mtss", now=NOW)
+    first = pdf_text_of_page(report_pdf.render_pdf(data), 0)
+    assert "Pain improved at the latest outcome survey" in first
+    assert "Not shown yet: < 11 of 20 patients with a baseline and an answered outcome survey" in first
+    assert "Not enough paired answers yet for this chart: the largest group has < 11 of 20." in first
+
+
 @needs_chromium
 def test_pdf_opens_and_shows_the_same_key_figures(data: reports.ReportData, html: str) -> None:
     content = report_pdf.render_pdf(data, html=html)
@@ -380,6 +473,9 @@ def test_pdf_opens_and_shows_the_same_key_figures(data: reports.ReportData, html
     assert len(PdfReader(io.BytesIO(content)).pages) >= 2
     text = pdf_text(content)
     assert "Outcome report: Riverside Physio" in text
+    first = pdf_text_of_page(content, 0)
+    assert "Pain improved at the latest outcome survey" in first, "the headline is on the first page"
+    assert f"{100 * 33 / 49:.1f} %" in first and "n = 49 patients" in first and "95 % CI" in first
     rows = report_rows.figure_rows(data)
     key_figures = [r for r in rows if r.metric in ("response_rate", "responder_rate", "mean_change", "contacts_due")]
     assert key_figures

@@ -24,6 +24,7 @@ from models.base import utcnow
 from needlecare.core.events import AppEvent
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import list_mail, start_capture
+from needlecare.followup.delivery import PermanentDeliveryError, Route, send_alert
 from needlecare.followup.questions import SurveyAnswers
 from needlecare.safety import alerts, escalation
 from needlecare.safety.clinic_config import parse_config, to_stored
@@ -320,3 +321,62 @@ def test_a_sent_check_counts_as_missed_six_hours_after_its_reminder(db: Session,
     assert escalation.sweep(db, now=now + timedelta(hours=1, minutes=1)).missed_cases == 1
     db.expire_all()
     assert db.get(Contact, second.id) is not None
+
+
+def test_an_email_alert_has_a_phone_sized_html_part_with_a_button_and_our_text_part(
+    db: Session, routed: Clinic, settings: Settings, sink: Path, hook: Webhook
+) -> None:
+    contact = make_contact(db, make_session(db), "check_24h")
+    record_answer(db, contact, SurveyAnswers(soreness=2, redflags=["breathless"]), channel="web", now=utcnow())
+    [case] = _cases(db)
+    assert alerts.send_due(db, now=utcnow(), settings=settings).sent == 1
+    [mail] = list_mail(sink)
+    url = f"http://needlecare.test/cases/{case.id}"
+    # The HTML part: the template's own markup, not Apprise's text-to-HTML conversion.
+    assert "&nbsp;" not in mail.html and "max-width:600px" in mail.html
+    assert f'<a href="{url}"' in mail.html and f"Open case #{case.id}</a>" in mail.html
+    assert "an emergency case" in mail.html and "a EMERGENCY" not in mail.html + mail.text
+    assert "Chest or breathing symptoms" in mail.html, "the rule's title, not its id"
+    # The text part is the one we rendered (with the full link), not a conversion of the HTML.
+    assert "<" not in mail.text and url in mail.text and "an emergency case" in mail.text
+    assert "R2" not in mail.text and "Chest or breathing symptoms: " in mail.text
+    # A non-email route gets the plain text.
+    [post] = hook.posts
+    assert "<" not in post["body"]["message"] and url in post["body"]["message"]
+    for secret in (PATIENT_NAME, PATIENT_LAST, PATIENT_EMAIL, PATIENT_PHONE):
+        assert secret not in mail.html + mail.text + mail.subject
+
+
+def test_a_same_day_alert_reads_a_same_day_case(db: Session, clinic: Clinic, settings: Settings, sink: Path) -> None:
+    contact = make_contact(db, make_session(db), "check_24h")
+    record_answer(db, contact, SurveyAnswers(redflags=["pus"], soreness=1), channel="web", now=utcnow())
+    alerts.send_due(db, now=utcnow(), settings=settings)
+    [mail] = list_mail(sink)
+    assert mail.subject.startswith("Same-day case #")
+    assert "opened a same-day case" in mail.text and "opened a same-day case" in mail.html
+    assert "Possible needle-site infection" in mail.text
+
+
+def test_the_article_follows_the_sound_of_the_tier_word() -> None:
+    assert [alerts.article(w) for w in alerts.TIER_WORDS.values()] == ["an", "a", "a"]
+
+
+def test_a_plain_text_alert_to_an_html_email_route_is_readable_html_with_a_working_link(
+    settings: Settings, sink: Path
+) -> None:
+    route = Route(f"{settings.resolved_patient_email_url}&to=on-call@riverside.example&format=html", ("backup",))
+    text = "A check-in could not be delivered.\nSee the page:\n\nhttp://needlecare.test/undelivered?a=1&b=2"
+    send_alert([route], "backup", "Undelivered message at Riverside Physio", text)
+    [mail] = list_mail(sink)
+    assert mail.text.replace("\r\n", "\n").strip() == text, "the text part is ours"
+    assert "&nbsp;" not in mail.html and "max-width:600px" in mail.html
+    assert '<a href="http://needlecare.test/undelivered?a=1&amp;b=2"' in mail.html
+    assert "delivered.<br>See the page:" in mail.html
+
+
+def test_an_unusable_alert_url_is_refused_before_any_route_is_sent_to(settings: Settings, sink: Path) -> None:
+    good = Route(f"{settings.resolved_patient_email_url}&to=on-call@riverside.example", ("backup",))
+    bad = Route("nosuchscheme://nowhere", ("backup",))
+    with pytest.raises(PermanentDeliveryError, match="could not be parsed"):
+        send_alert([good, bad], "backup", "Title", "Body http://needlecare.test/cases/1")
+    assert list_mail(sink) == []

@@ -344,6 +344,7 @@ BROKEN: list[tuple[str, str, str, list[str]]] = [
         "",
         ["rules[7].practitioner_message", "Field required"],
     ),
+    ("missing title", 'title = "Severe pain (8/10 or more)"\n', "", ["rules[7].title", "Field required"]),
     ("bad TOML", R8_WHEN, 'when = { var = "nprs_worst", op = ">=", value = 8', ["not valid TOML"]),
 ]
 

@@ -3,14 +3,16 @@ and nothing of another clinic's."""
 
 import re
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from models import AuditEvent, Clinic, ClinicCreate, EscalationCase
+from models import AuditEvent, Clinic, ClinicCreate, EscalationCase, TreatmentSession
 from models.base import utcnow
+from needlecare.core import clock
 from needlecare.core.settings import Settings
 from needlecare.followup.questions import SurveyAnswers
 from needlecare.intake.clinics import add_clinic
@@ -46,6 +48,18 @@ def open_case(db: Session, n: int, redflags: list[str]) -> EscalationCase:
     return case
 
 
+def visible(html: str) -> str:
+    """The page's text as a reader sees it: no styles, tags or attribute values."""
+    html = re.sub(r"<style.*?</style>", " ", html, flags=re.S)
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def status_text(html: str) -> str:
+    match = re.search(r'<p class="notice" role="status" id="confirmation">([^<]*)</p>', html)
+    assert match, "no confirmation in a role=status element"
+    return match.group(1)
+
+
 def csrf(html: str) -> str:
     match = CSRF.search(html)
     assert match, html
@@ -65,7 +79,12 @@ def test_the_list_shows_open_cases_most_urgent_first(client: TestClient, db: Ses
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     rows = re.findall(r'data-case="(\d+)"', page.text)
     assert rows == [str(emergency.id), str(same_day.id)]
-    assert "Sam Okafor" in page.text and "R2" in page.text and "R5" in page.text
+    assert "Sam Okafor" in page.text
+    text = visible(page.text)
+    assert "Chest or breathing symptoms" in text and "Possible needle-site infection" in text, "rule titles"
+    assert "Emergency" in text and "Same day" in text and "1-day check-in" in text
+    for code in ("R2", "R5", "SAME_DAY", "EMERGENCY", "NEXT_BD", "check_24h"):
+        assert not re.search(rf"\b{code}\b", text), f"internal code {code!r} shown on /cases"
 
 
 def test_acknowledge_and_resolve_with_csrf(client: TestClient, db: Session) -> None:
@@ -79,13 +98,20 @@ def test_acknowledge_and_resolve_with_csrf(client: TestClient, db: Session) -> N
     db.expire_all()
     assert db.get(EscalationCase, case.id).status == "open"  # type: ignore[union-attr]
     done = client.post(f"/cases/{case.id}/acknowledge", data={"csrf": csrf(page.text)})
-    assert done.status_code == 303
-    page = client.get(f"/cases/{case.id}")
-    assert '<dd id="case-status">acknowledged</dd>' in page.text and "case.acknowledged by Dana Reyes" in page.text
+    assert done.status_code == 303 and done.headers["location"] == f"/cases/{case.id}?done=acknowledged"
+    page = client.get(done.headers["location"])
+    db.expire_all()
+    acknowledged_at = db.get(EscalationCase, case.id).acknowledged_at  # type: ignore[union-attr]
+    assert acknowledged_at is not None
+    at = clock.local(acknowledged_at, "America/New_York")
+    assert status_text(page.text) == f"Case acknowledged at {at:%H:%M}"
+    assert '<dd id="case-status">Acknowledged</dd>' in page.text and "Acknowledged by Dana Reyes" in page.text
+    assert "Case opened from the patient's answers" in visible(page.text) and "case.opened" not in visible(page.text)
     empty = client.post(f"/cases/{case.id}/resolve", data={"csrf": csrf(page.text), "note": "  "})
     assert empty.status_code == 422 and "note is required" in empty.text
     resolved = client.post(f"/cases/{case.id}/resolve", data={"csrf": csrf(page.text), "note": "Phoned, reviewed."})
-    assert resolved.status_code == 303
+    assert resolved.status_code == 303 and resolved.headers["location"] == f"/cases/{case.id}?done=resolved"
+    assert status_text(client.get(resolved.headers["location"]).text).startswith("Case resolved at ")
     db.expire_all()
     stored = db.get(EscalationCase, case.id)
     assert stored is not None and stored.status == "resolved" and stored.resolution_note == "Phoned, reviewed."
@@ -107,3 +133,52 @@ def test_another_clinics_case_is_not_found(client: TestClient, db: Session) -> N
     assert posted.status_code == 404 and "No such case" in posted.text
     db.expire_all()
     assert db.get(EscalationCase, case.id).status == "open"  # type: ignore[union-attr]
+
+
+def test_the_case_page_speaks_plain_words_and_shows_the_session(client: TestClient, db: Session) -> None:
+    case = open_case(db, 1, ["pus", "breathless"])
+    login(client)
+    page = client.get(f"/cases/{case.id}")
+    text = visible(page.text)
+    session = re.search(r'<dl id="session-context">(.*?)</dl>', page.text, flags=re.S)
+    assert session, page.text
+    fields = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)", session.group(1)))
+    stored = db.get(TreatmentSession, case.session_id)
+    assert stored is not None
+    day = clock.local(stored.completed_at, "America/New_York")
+    assert fields == {
+        "Injury": "Achilles tendinopathy",
+        "Side": "Left",
+        "Session date": f"{day:%a %d %b %Y}",
+        "Practitioner": "Dana Reyes",
+    }
+    assert "Emergency" in text and "1-day check-in" in text and "Chest or breathing symptoms" in text
+    assert "On-call routes for this tier" in text and "Waiting to be sent" in text
+    for code in ("R2", "R5", "SAME_DAY", "EMERGENCY", "check_24h", "primary", "pending", "case.opened"):
+        assert not re.search(rf"(?<![\w.]){re.escape(code)}(?![\w.])", text), f"internal code {code!r} shown"
+    assert 'href="tel:+15551234567">+1 555-123-4567</a>' in page.text
+    assert 'role="status"' not in page.text, "no confirmation before any action"
+
+
+def test_a_hand_typed_confirmation_for_an_action_not_taken_shows_nothing(client: TestClient, db: Session) -> None:
+    case = open_case(db, 1, ["pus"])
+    login(client)
+    page = client.get(f"/cases/{case.id}?done=resolved")
+    assert page.status_code == 200 and 'role="status"' not in page.text
+    assert client.get(f"/cases/{case.id}?done=<script>").status_code == 200
+
+
+def test_the_home_page_links_staff_to_their_pages(client: TestClient) -> None:
+    page = client.get("/")
+    links = set(re.findall(r'href="([^"]+)"', page.text))
+    assert {"/cases", "/dashboard", "/undelivered", "/outbox", "/login"} <= links
+
+
+def test_the_non_responder_list_shows_a_phone_number_to_call(client: TestClient, db: Session) -> None:
+    make_contact(db, make_session(db), "check_24h")
+    login(client)
+    page = client.get("/dashboard/nonresponders")
+    assert page.status_code == 200, page.text
+    row = re.search(r'<tr role="row" data-contact="\d+">(.*?)</tr>', page.text, flags=re.S)
+    assert row, page.text
+    assert '<a href="tel:+15551234567">+1 555-123-4567</a>' in row.group(1)

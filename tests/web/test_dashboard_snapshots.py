@@ -6,6 +6,7 @@ periods precomputed by the CLI / flow are served from the store.
 The cohort is tests/web/test_dashboard.py's ``build``: 47 paired 6-week Achilles answers over all time.
 """
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -257,3 +258,28 @@ def test_the_cli_precomputes_every_preset_period_and_the_pages_read_them(
     assert "n = 47" in pain_n(web.get("/dashboard?period=all").text)
     cache_of(web).wait()
     assert attempts == [], "every preset period was read from the store"
+
+
+def test_a_snapshot_stored_by_the_previous_version_is_recomputed_with_the_headline(
+    web: TestClient, db: Session, clinic: Clinic
+) -> None:
+    """Format 1 had no headline: such a snapshot reads as missing, and the page computes the figures afresh."""
+    build(db, clinic.id)
+    data, seconds = report_store.compute(db, clinic.id)
+    document = json.loads(report_store.encode(data))
+    assert document["format"] == report_store.FORMAT_VERSION == 2
+    del document["report"]["outcomes"]["headline"]
+    document["format"] = 1
+    old = json.dumps(document)
+    db.add(ReportSnapshot(clinic_id=clinic.id, view_key=ALL_TIME, computed_at=utcnow(), seconds=seconds, data=old))
+    db.commit()
+    assert report_store.get(db, clinic.id, ALL_TIME) is None, "an older format reads as missing"
+    document["format"] = 2
+    with pytest.raises(report_store.UnreadableSnapshot):  # and the old shape would not decode as the new one
+        report_store.decode(json.dumps(document))
+    assert "Computing these figures" in web.get("/dashboard").text
+    cache_of(web).wait()
+    page = web.get("/dashboard").text
+    assert 'id="headline"' in page and "(40 of 52)" in page and "n = 47" in pain_n(page)
+    stored = report_store.get(db, clinic.id, ALL_TIME)
+    assert stored is not None and stored.data.outcomes.headline.raw.paired == 52

@@ -33,6 +33,7 @@ from needlecare.safety.advice import (
     Advice,
     advice_from,
 )
+from needlecare.safety.clinic_config import parse_config, to_stored
 from needlecare.safety.rules.evaluation import EvaluationInput, evaluate
 from needlecare.safety.rules.ruleset import get_rules
 from needlecare.surveys.responses import SurveyUnavailable, load_contact, record_answer
@@ -76,6 +77,14 @@ def assert_reveals_nothing(text: str) -> None:
 
 
 CHECK_24H_OK = {"soreness": "3", "bruise": "small", "redflags": "none", "fainted": "no", "free_text": "Bit stiff."}
+CHECK_72H_OK = {
+    "soreness": "1",
+    "nprs_usual": "2",
+    "nprs_worst": "3",
+    "redflags": "none",
+    "ran": "no",
+    "groc15": "1",
+}
 
 
 # ---- the form ----------------------------------------------------------------------------------------
@@ -177,12 +186,13 @@ def test_invalid_post_shows_errors_beside_fields_and_keeps_values(
     assert page.status_code == 422
     html = page.text
     assert 'id="err-soreness"' in html and 'aria-describedby="hint-soreness err-soreness"' in html
-    assert 'id="err-fainted"' in html and "Answer yes or no." in html
+    assert 'id="err-fainted"' in html and "Choose “Yes” if you fainted or felt faint" in html
     assert 'id="err-bruise"' not in html
     assert 'value="large" checked' in html, "the bruise answer is kept"
     assert 'value="none" checked' in html, "the ticked box is kept"
     assert "Typed &lt;b&gt;text&lt;/b&gt; &amp; more</textarea>" in html, "free text kept, escaped"
-    assert 'href="#q-soreness"' in html, "an error summary links to the field"
+    assert 'href="#soreness-0"' in html and 'id="soreness-0"' in html, "the summary links to the first choice"
+    assert "<title>Error: 1-day check-in</title>" in html
     assert responses(db) == [] and emitted == []
     db.refresh(contact)
     assert contact.status == "sent"
@@ -233,6 +243,7 @@ def test_red_flag_on_a_form_with_errors_still_shows_the_advice(
     assert page.status_code == 422
     assert "Call your local emergency number now" in page.text and 'id="err-soreness"' in page.text
     assert SAVED not in page.text
+    assert 'id="error-summary" tabindex="-1" aria-labelledby' in page.text, "no autofocus under urgent advice"
     assert responses(db) == []
 
 
@@ -340,7 +351,7 @@ def test_psfs_prefills_the_previous_activities(client: TestClient, db: Session, 
         "rom_value": "",
     }
     page = client.post(f"/s/{token}", data=form)
-    assert page.status_code == 422 and "Rate the same activities as last time" in page.text
+    assert page.status_code == 422 and "Rate the same activities as last time: Running 5 km; Stairs down" in page.text
     page = client.post(f"/s/{token}", data={**form, "psfs_activity_0": "Running 5 km"})
     assert page.status_code == 200, page.text
     stored = db.exec(select(SurveyResponse).where(SurveyResponse.contact_id == second.id)).one()
@@ -359,6 +370,142 @@ def test_form_run_pain_is_ignored_when_the_patient_did_not_run(
     assert page.status_code == 200, page.text
     stored = responses(db)[0]
     assert (stored.ran, stored.run_pain, stored.groc15) == (False, None, -2)
+
+
+# ---- the error summary and the words of the page -----------------------------------------------------
+
+
+def _summary(html: str) -> list[tuple[str, str]]:
+    """(href, text) of each link in the error summary."""
+    block = re.search(r'<div class="summary".*?</ul>', html, re.S)
+    assert block is not None, "no error summary"
+    return re.findall(r'<li><a href="#([^"]+)">([^<]+)</a></li>', block.group(0))
+
+
+def test_error_summary_takes_focus_and_uses_the_words_of_the_page(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    session = make_session(db)
+    contact = make_contact(db, session, "check_24h")
+    url = f"/s/{token_for(contact, settings)}"
+    page = client.post(url, data={"bruise": "huge", "redflags": "none", "soreness": "3"})
+    assert page.status_code == 422
+    html = page.text
+    assert "<title>Error: 1-day check-in</title>" in html
+    assert re.search(r'<div class="summary" id="error-summary" tabindex="-1" autofocus', html)
+    assert '<div role="alert">' in html and "There is a problem" in html
+    assert "<script" not in html, "focus moves without JavaScript"
+    assert _summary(html) == [
+        ("bruise-0", "Choose whether you have a bruise where the needles went in, and how big it is"),
+        ("fainted-0", "Choose “Yes” if you fainted or felt faint, or “No” if you did not"),
+    ], "in the order of the page"
+    for target, _ in _summary(html):
+        assert f'id="{target}"' in html
+    assert "none, small" not in html and "'None of these'" not in html, "no stored values named"
+    # The same words beside each question, after a hidden "Error:" for screen readers.
+    assert '<span class="visually-hidden">Error: </span>Choose whether you have a bruise' in html
+    assert html.index('id="error-summary"') < html.index("<h1>"), "the summary comes before the heading"
+    # A warning sign ticked with "None of these": said in the page's words, under the advice it already gets.
+    both = client.post(url, data={"soreness": "3", "bruise": "none", "redflags": ["none", "pus"], "fainted": "no"})
+    assert _summary(both.text) == [("redflags-0", "You ticked “None of these” and a warning sign: untick one of them")]
+    assert "advice-SAME_DAY" in both.text and " autofocus" not in both.text
+
+
+STEP_IDS = [step.id for step in get_protocol(INJURY).steps]
+
+
+@pytest.mark.parametrize("step_id", STEP_IDS)
+def test_every_summary_link_leads_to_a_control(
+    client: TestClient, db: Session, settings: Settings, step_id: str
+) -> None:
+    session = make_session(db)
+    contact = make_contact(db, session, step_id)
+    asked = get_protocol(INJURY).step(step_id).questions
+    page = client.post(f"/s/{token_for(contact, settings)}", data={"ran": "yes"} if "ran" in asked else {})
+    assert page.status_code == 422
+    links = _summary(page.text)
+    assert len(links) == len([q for q in asked if q not in ("free_text", "rom", "ran")]), links
+    for target, message in links:
+        control = re.search(rf'<(input|textarea)[^>]*\bid="{re.escape(target)}"', page.text)
+        assert control is not None, target
+        assert message.strip() and "needs an answer" not in message and "{" not in message
+    if "run_pain" in asked:
+        ran = "You said you ran: choose how much your injury hurt during the run, from 0 to 10"
+        assert ("run_pain-0", ran) in links
+
+
+def test_a_tampered_form_gets_one_message_linking_to_the_first_question(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    session = make_session(db)
+    contact = make_contact(db, session, "check_24h")
+    page = client.post(f"/s/{token_for(contact, settings)}", data={**CHECK_24H_OK, "groc15": "3"})
+    assert page.status_code == 422
+    [(target, message)] = _summary(page.text)
+    assert target == "soreness-0" and message.startswith("Some answers did not match the questions on this page")
+
+
+def test_the_emergency_number_is_shown_and_dialable(client: TestClient, db: Session, settings: Settings) -> None:
+    session = make_session(db)
+    form_page = client.get(f"/s/{token_for(make_contact(db, session, 'check_24h'), settings)}").text
+    assert 'call <a href="tel:911">911</a>, or contact the clinic' in form_page, "the clinic's country: +1, New York"
+    assert "local emergency number" not in form_page
+    thanks = client.post(f"/s/{token_for(make_contact(db, session, 'check_72h'), settings)}", data=CHECK_72H_OK)
+    assert thanks.status_code == 200 and 'In an emergency, call <a href="tel:911">911</a>.' in thanks.text
+
+
+def test_a_clinic_sets_its_own_emergency_number(
+    client: TestClient, db: Session, settings: Settings, clinic: Clinic
+) -> None:
+    clinic.config = to_stored(parse_config({"emergency_number": "999"}))
+    db.add(clinic)
+    db.commit()
+    session = make_session(db)
+    token = token_for(make_contact(db, session, "check_24h"), settings)
+    page = client.post(f"/s/{token}", data={"redflags": "breathless"})
+    assert page.status_code == 422
+    assert '<a class="call" href="tel:999">Call 999</a>' in page.text and "911" not in page.text
+
+
+def test_after_a_red_flag_the_page_gives_the_clinic_phone_and_says_an_alert_is_sent(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    session = make_session(db)
+    emergency = client.post(
+        f"/s/{token_for(make_contact(db, session, 'check_24h'), settings)}",
+        data={**CHECK_24H_OK, "redflags": "chest_pain"},
+    )
+    assert emergency.status_code == 200
+    html = emergency.text
+    advice = html[html.index('<section class="advice') : html.index("</section>")]
+    assert '<a class="call" href="tel:911">Call 911</a>' in advice
+    assert 'Clinic phone: <a href="tel:+15550100200">+1 555-010-0200</a>' in advice
+    assert "We are sending your clinic an alert about your answers. It may not be read straight away." in advice
+    for claim in ("watch", "monitor", "will call you", "someone", "right now"):
+        assert claim not in html.lower(), claim
+    same_day = client.post(
+        f"/s/{token_for(make_contact(db, session, 'check_72h'), settings)}",
+        data={**CHECK_72H_OK, "redflags": "pus"},
+    )
+    assert same_day.status_code == 200
+    assert 'href="tel:+15550100200"' in same_day.text and "We are sending your clinic an alert" in same_day.text
+    assert 'class="call"' not in same_day.text, "the big emergency button only for an emergency"
+
+
+def test_no_alert_is_claimed_when_none_was_sent(client: TestClient, db: Session, settings: Settings) -> None:
+    session = make_session(db)
+    # Answers that cannot be stored: advice at once, and it says the clinic has not been told.
+    unsaved = client.post(f"/s/{token_for(make_contact(db, session, 'check_24h'), settings)}", data={"redflags": "pus"})
+    assert unsaved.status_code == 422
+    assert "We are sending your clinic an alert" not in unsaved.text
+    assert "Your answers are not saved yet, and your clinic has not been sent an alert." in unsaved.text
+    assert 'href="tel:+15550100200"' in unsaved.text
+    # A good-progress answer (INFO) opens no case: no alert, no clinic phone.
+    info = client.post(
+        f"/s/{token_for(make_contact(db, session, 'check_72h'), settings)}", data={**CHECK_72H_OK, "groc15": "5"}
+    )
+    assert info.status_code == 200 and "advice-INFO" in info.text
+    assert "alert" not in info.text.lower().replace('role="status"', "") and "+15550100200" not in info.text
 
 
 # ---- the JSON API ------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Rule(BaseModel):
     id: str = Field(pattern=_SLUG)
     version: int = Field(ge=1)
     tier: Tier
+    title: str = Field(min_length=1, max_length=80)  # shown to staff in place of the id
     when: Condition
     upgrade: Upgrade | None = None
     patient_message: _NonEmpty

@@ -22,6 +22,8 @@ from needlecare.outcomes.periods import PERIODS, local_midnight, preset_since
 CUSTOM = "custom"
 DEFAULT_PERIOD = "all"
 DEFAULT_STEP = "outcome_6wk"
+"""The overview's time point when none is asked for and the figures do not choose one
+(``needlecare.web.dashboard.views.default_step``)."""
 MAX_PAGE = 10_000
 MAX_EXPIRED_DAYS = 365
 
@@ -55,7 +57,7 @@ class View:
     until_date: date | None = None
     since: datetime | None = None  # episodes started at or after
     until: datetime | None = None  # ... and before
-    step: str = DEFAULT_STEP
+    step: str | None = None  # None: the overview chooses the time point with data (views.default_step)
     page: int = 1
     days: int = DEFAULT_EXPIRED_DAYS
 
@@ -67,7 +69,7 @@ class View:
             "period": self.period if self.period != DEFAULT_PERIOD else None,
             "since": self.since_date.isoformat() if self.period == CUSTOM and self.since_date else None,
             "until": self.until_date.isoformat() if self.period == CUSTOM and self.until_date else None,
-            "step": self.step if self.step != DEFAULT_STEP else None,
+            "step": self.step,
         }
         values.update(changes)
         return {k: str(v) for k, v in values.items() if v is not None and v != ""}
@@ -168,8 +170,8 @@ def read_filters(params: Mapping[str, str], *, practitioners: list[Practitioner]
         problems.append(Problem("period", period, "is not a period the dashboard offers", allowed_periods))
 
     steps = step_ids()
-    step = get("step") or DEFAULT_STEP
-    if step not in steps:
+    step = get("step") or None
+    if step is not None and step not in steps:
         problems.append(
             Problem("step", step, "is not a follow-up time point", tuple((s, step_title(s)) for s in steps))
         )

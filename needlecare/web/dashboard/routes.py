@@ -2,11 +2,13 @@
 
 All GET, filters as query parameters (:mod:`needlecare.web.dashboard.filters`), a plain form, no script:
 
-- ``/dashboard``: per injury, patients followed up, sessions, the response rate, pain change, pain responders and
-  ROM change at one time point (``step``), and adverse events per 100 checked sessions; open escalation cases
-  per tier (link to /cases); the newest non-responders (link to the full list).
-- ``/dashboard/injury/{slug}``: the trajectory chart (inline SVG) and the per-time-point table of one injury,
-  plus its adverse events, escalations and time to recovery.
+- ``/dashboard``: the headline across the injuries of its figures (``needlecare.outcomes.headline``: patients past
+  the pain responder threshold at their latest answered outcome survey, n, CI, response rate); per injury,
+  patients followed up, sessions, the response rate, pain change, pain responders and ROM change at one time
+  point (``step``; without one, the outcome survey with data, :func:`~.views.default_step`), and adverse events
+  per 100 checked sessions; open escalation cases per tier (link to /cases); the newest non-responders.
+- ``/dashboard/injury/{slug}``: the trajectory chart (inline SVG; a sentence instead when no mean can be plotted)
+  and the per-time-point table of one injury, plus its adverse events, escalations and time to recovery.
 - ``/dashboard/nonresponders``: sent follow-ups without an answer, newest first, 50 a page.
 - ``/dashboard/export.csv`` and ``/dashboard/export.pdf``: ``needlecare.outcomes.report_csv``/``report_pdf`` for the
   same filters, as an attachment named ``needlecare-<clinic>-outcomes[-<injury>]-<YYYY-MM-DD>.<ext>``.
@@ -28,7 +30,9 @@ from markupsafe import Markup
 from needlecare.core.catalogue import get_catalogue
 from needlecare.outcomes import report_csv, report_pdf, report_rows
 from needlecare.outcomes.definitions import ADVERSE_KINDS
+from needlecare.outcomes.headline import headline_text
 from needlecare.outcomes.nonresponders import DEFAULT_EXPIRED_DAYS, list_nonresponders
+from needlecare.outcomes.report_html import trajectory_note
 from needlecare.outcomes.reports import ReportData
 from needlecare.safety import casebook
 from needlecare.web.auth import CurrentUser
@@ -37,6 +41,7 @@ from needlecare.web.dashboard.snapshots import Entry, fresh_report, page_report,
 from needlecare.web.dashboard.views import (
     NO_STORE,
     Page,
+    default_step,
     guarded_trajectory,
     injury_name,
     invalid_page,
@@ -99,9 +104,14 @@ def dashboard(request: Request, user: CurrentUser, db: DbDep, settings: Settings
         limit=PREVIEW_SIZE,
         expired_days=view.days,
     )
+    step = view.step or default_step(entry.data, view.injury)
     context = page.context(
         data=entry.data,
-        rows=overview_rows(entry.data, view.step, view.injury),
+        headline=headline_text(entry.data.outcomes.headline, entry.data.policy),
+        headline_scope=injury_name(entry.data.filters.injury) if entry.data.filters.injury else "all injuries",
+        step=step,
+        step_chosen=view.step is None,
+        rows=overview_rows(entry.data, step, view.injury),
         counts=casebook.counts_by_tier(db, page.clinic.id),
         escalation_tiers=ESCALATION_TIERS,
         chasing=chasing,
@@ -132,6 +142,7 @@ def injury_page(slug: str, request: Request, user: CurrentUser, db: DbDep, setti
         name=injury_name(slug),
         data=data,
         chart=_trajectory_chart(entry, slug),
+        chart_note=trajectory_note(data, slug),
         points=time_points(data, slug),
         adverse=next((a for a in data.outcomes.adverse if a.injury == slug), None),
         adverse_kinds=[(k, report_rows.ADVERSE_LABELS.get(k, k)) for k in ADVERSE_KINDS],

@@ -19,8 +19,16 @@ from needlecare.outcomes.definitions import PAIN, STEP_ORDER
 from needlecare.outcomes.periods import PERIODS
 from needlecare.outcomes.reports import ReportData
 from needlecare.outcomes.results import AdverseRow, RecoveryRow, StepRow, TrajectoryPoint
-from needlecare.outcomes.suppression import Figure, Reason
-from needlecare.web.dashboard.filters import InvalidFilters, Problem, View, read_filters, step_ids, step_title
+from needlecare.outcomes.suppression import Figure, Reason, shortfall
+from needlecare.web.dashboard.filters import (
+    DEFAULT_STEP,
+    InvalidFilters,
+    Problem,
+    View,
+    read_filters,
+    step_ids,
+    step_title,
+)
 from needlecare.web.templating import templates
 
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "same-origin"}
@@ -68,6 +76,35 @@ def overview_rows(data: ReportData, step_id: str, injury: str | None) -> list[Ov
             )
         )
     return rows
+
+
+def default_step(data: ReportData, injury: str | None) -> str:
+    """The overview's time point when none is asked for: the outcome survey (episode-scoped step) that has data.
+
+    1. The latest outcome survey at which the most injuries show a paired pain change (at least ``min_paired``
+       paired answers, so the mean is shown); if none reaches the minimum anywhere,
+    2. the outcome survey with the most paired pain answers (the latest on a tie); if none has any,
+    3. the outcome survey with the most surveys due (the latest on a tie); if none is due yet, :data:`DEFAULT_STEP`.
+
+    Only ``injury``'s rows count when the overview is filtered to one injury. Rule 2 and 3 compare raw counts
+    that may be hidden on the page: the choice says which time point has more, never how many.
+    """
+    rows = [r for r in data.outcomes.rows if r.scope == "episode" and (injury is None or r.injury == injury)]
+    if not rows:
+        return DEFAULT_STEP
+    order = {s: i for i, s in enumerate(STEP_ORDER)}
+    reach: dict[str, int] = {}
+    paired: dict[str, int] = {}
+    due: dict[str, int] = {}
+    for r in rows:
+        shown = r.pain is not None and r.pain.mean.shown
+        reach[r.step_id] = reach.get(r.step_id, 0) + int(shown)
+        paired[r.step_id] = paired.get(r.step_id, 0) + (r.pain.raw.n if r.pain is not None else 0)
+        due[r.step_id] = due.get(r.step_id, 0) + r.raw.contacts_due
+    for measure in (reach, paired, due):
+        if max(measure.values()) > 0:
+            return max(measure, key=lambda s: (measure[s], order.get(s, len(STEP_ORDER)), s))
+    return DEFAULT_STEP
 
 
 def _sealed(figure: Figure) -> Figure:
@@ -174,6 +211,7 @@ class Page:
             "steps": [(s, step_title(s)) for s in step_ids()],
             "step_title": step_title,
             "interval": interval,
+            "shortfall": shortfall,
             "local": lambda moment: clock.local(moment, tz).strftime("%a %d %b %Y %H:%M"),
             "local_date": lambda moment: clock.local(moment, tz).strftime("%d %b %Y"),
             **extra,
