@@ -14,7 +14,7 @@ help:
 	@echo "make test-faults  only the fault tests (also part of make test), printing one line per fault"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks (figures go in the README)"
-	@echo "make demo   fill the demo clinic with a synthetic cohort run through the real pipeline (~30 s)"
+	@echo "make demo   write a clinic's year of synthetic history into demo-clinic (safe beside make run; minutes)"
 
 $(STAMP): $(ROOT)pyproject.toml $(ROOT)requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,32 +1,30 @@
-"""`needlecare demo`: seed a synthetic clinic by running a seeded cohort through the real pipeline.
+"""`needlecare demo`: write a synthetic clinic's history by running a seeded cohort through the real pipeline.
 
 The work is in ``needlecare.demo.simulation`` (what happens, and what happens on a re-run) and
 ``needlecare.demo.cohort`` (the synthetic patients). This module parses the options, shows progress and prints
 counts — never a patient's name, email or answers."""
 
 import math
+import os
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import ValidationError
-from sqlmodel import Session
 
-from models.base import utcnow
-from needlecare.core import db as database
-from needlecare.core.settings import get_settings
-from needlecare.demo.clinic import DemoRefused
-from needlecare.demo.cohort import DEFAULT_SEED, generate_cohort
-from needlecare.demo.simulation import DemoResult, previous_run, run_demo
-from needlecare.intake.sample import DEMO_CLINIC_ID
-from needlecare.outcomes import store as report_store
+from needlecare.demo.defaults import DEFAULT_SEED, DEMO_HISTORY_CLINIC_ID
 
-# Sized so the whole command (start-up, migrations, simulation) takes about 30 s on the 2-core development
-# machine (28 s measured on 2026-11-22, SQLite); about 0.25-0.35 s per patient.
-DEFAULT_PATIENTS = 100
-DEFAULT_WEEKS_BACK = 14  # so the earliest episodes reach their 12-week outcome survey
-OLDEST_START = timedelta(days=300)  # ingest refuses sessions more than a year old
+if TYPE_CHECKING:  # the rest is imported when the command runs, so `needlecare --help` stays fast
+    from sqlmodel import Session
+
+    from needlecare.demo.simulation import DemoResult
+
+# A clinic's year: 4 practitioners, 1,200 patients whose episodes start evenly over the last 51 weeks, so that
+# most injury x time point cells of the dashboard reach the reporting minimum of 20 paired answers.
+DEFAULT_PATIENTS = 1200
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # the patients are independent: one shard per core (2 here)
+DEFAULT_WEEKS_BACK = 51
+OLDEST_START = timedelta(days=360)  # ingest refuses sessions more than a year old
 
 
 def demo(
@@ -36,33 +34,62 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generator: the same seed gives the same cohort")] = (
         DEFAULT_SEED
     ),
-    clinic: Annotated[str, typer.Option(help="Clinic to fill (created if missing)")] = DEMO_CLINIC_ID,
+    clinic: Annotated[
+        str,
+        typer.Option(help="The demo's own clinic to fill (created if missing; never a clinic the demo did not create)"),
+    ] = DEMO_HISTORY_CLINIC_ID,
+    workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Worker processes that simulate shards of the patients side by side")
+    ] = DEFAULT_WORKERS,
     start: Annotated[
         str | None,
         typer.Option(
             help="When the cohort's first episodes start: ISO 8601 (2026-08-17 or 2026-08-17T09:00:00Z), or "
-            "weeks/days ago (14w, 90d). Default: 14 weeks ago, or the start of the earlier run "
-            "on this clinic (so a re-run lines up with what is stored).",
+            "weeks/days ago (14w, 90d). Episodes start evenly from then to now. Default: 51 weeks ago.",
         ),
     ] = None,
 ) -> None:
-    """Fill a clinic with a realistic synthetic cohort by running the real pipeline on a simulated clock.
+    """Write a clinic's year of synthetic history by running the real pipeline on a simulated clock.
 
     Sessions go through ingest and planning, check-ins are opened by the real dispatcher (quiet hours, one
     survey a day, superseding), and answers go through validation and the escalation rules, as of simulated
-    times up to now. Patients are obviously fake (Demo Patient 0042, demo-0042@example.invalid). Messages are
-    queued in the outbox, not sent. Running it again duplicates nothing. Development databases only.
+    times up to now, in a private database; the finished history is then copied into a clinic of its own
+    (default demo-clinic), in final states only, so a running stack (make run) neither races it nor sends any
+    of it. Patients are obviously fake (Demo Patient 0042, demo-0042@example.invalid). Nothing is sent.
+    A clinic holds one demo history. Development databases only.
     """
+    from pydantic import ValidationError
+    from sqlmodel import Session
+
+    from models.base import utcnow
+    from needlecare.core import db as database
+    from needlecare.core.settings import get_settings
+    from needlecare.demo.clinic import DEMO_STAFF_PASSWORD, DemoRefused, demo_staff_email
+    from needlecare.demo.cohort import generate_cohort
+    from needlecare.demo.parallel import WorkerFailed
+    from needlecare.demo.simulation import previous_run, run_demo
+
     settings = get_settings()
     if settings.env == "production":
         _fail("needlecare demo writes synthetic patients; it does not run with NEEDLECARE_ENV=production", 2)
     now = utcnow()
     database.upgrade()
     with Session(database.get_engine(), expire_on_commit=False) as db:
-        began, note = _start(db, start, clinic, seed, now)
-        cohort = generate_cohort(patients, seed, start=began)
+        earlier = previous_run(db, clinic)
+        if earlier is not None:
+            typer.echo(
+                f"Clinic '{clinic}' already holds a demo history (seed {earlier.get('seed')}, "
+                f"{earlier.get('patients')} patients, up to {str(earlier.get('until', '?'))[:10]}); nothing written. "
+                "Choose another --clinic for a new one."
+            )
+            return
+        began = _start(start, now)
+        cohort = generate_cohort(
+            patients, seed, start=began, span_days=(now - began).total_seconds() / 86400, spread="even"
+        )
         typer.echo(
-            f"Demo clinic '{clinic}': {patients} synthetic patients (seed {seed}) from {began:%Y-%m-%d} to now{note}."
+            f"Demo clinic '{clinic}': {patients} synthetic patients (seed {seed}) from {began:%Y-%m-%d} to now, "
+            "simulated in a private database."
         )
         first = min((p.episode_start for p in cohort), default=now)
         hours = max(1, math.ceil((now - first).total_seconds() / 3600))
@@ -77,16 +104,24 @@ def demo(
                 done = reached
 
             try:
-                result = run_demo(db, cohort, settings=settings, clinic_id=clinic, until=now, progress=advance)
-            except (DemoRefused, ValidationError) as exc:
+                result = run_demo(
+                    db, cohort, settings=settings, clinic_id=clinic, until=now, progress=advance, workers=workers
+                )
+            except (DemoRefused, ValidationError, WorkerFailed) as exc:
                 _fail(f"not run: {_reason(exc)}", 2)
         stored = _store_dashboard_figures(db, clinic)
     _report(result)
     typer.echo(stored)
+    typer.echo(
+        f"Log in at /dashboard as {demo_staff_email(clinic)} / {DEMO_STAFF_PASSWORD} (a development-only account)."
+    )
 
 
-def _store_dashboard_figures(db: Session, clinic_id: str) -> str:
+def _store_dashboard_figures(db: "Session", clinic_id: str) -> str:
     """Precompute the dashboard's preset views of the demo clinic, so its first page shows figures at once."""
+    from models.base import utcnow
+    from needlecare.outcomes import store as report_store
+
     counts = report_store.refresh_standard_views(db, clinic_id, utcnow())
     return (
         f"Dashboard figures stored for {counts.stored} of {counts.views} preset view(s) in {counts.seconds:.1f} s"
@@ -94,20 +129,10 @@ def _store_dashboard_figures(db: Session, clinic_id: str) -> str:
     )
 
 
-def _start(db: Session, given: str | None, clinic: str, seed: int, now: datetime) -> tuple[datetime, str]:
-    """The cohort start and a note on where it came from."""
-    earlier = previous_run(db, clinic)
-    if earlier is not None and earlier.get("seed") != seed:
-        # The same external ids (DEMO-0042) would mean different patients: refuse rather than mix two cohorts.
-        _fail(
-            f"clinic '{clinic}' already holds the demo cohort of seed {earlier.get('seed')}; "
-            f"run with --seed {earlier.get('seed')} to extend it, or choose another --clinic",
-            2,
-        )
+def _start(given: str | None, now: datetime) -> datetime:
+    """When the cohort's first episodes start."""
     if given is None:
-        if earlier is not None and isinstance(earlier.get("start"), str):
-            return datetime.fromisoformat(earlier["start"]), " (the start of the earlier run on this clinic)"
-        return (now - timedelta(weeks=DEFAULT_WEEKS_BACK)).replace(minute=0, second=0, microsecond=0), ""
+        return (now - timedelta(weeks=DEFAULT_WEEKS_BACK)).replace(minute=0, second=0, microsecond=0)
     relative = re.fullmatch(r"(\d+)([wd])", given.strip())
     if relative:
         amount = int(relative.group(1))
@@ -123,36 +148,37 @@ def _start(db: Session, given: str | None, clinic: str, seed: int, now: datetime
         _fail("--start must be in the past: the demo only simulates what has already happened", 2)
     if began < now - OLDEST_START:
         _fail(f"--start must be within the last {OLDEST_START.days} days (ingest refuses sessions over a year old)", 2)
-    return began, ""
+    return began
 
 
-def _report(result: DemoResult) -> None:
+def _report(result: "DemoResult") -> None:
     tiers = ", ".join(f"{tier} {count}" for tier, count in sorted(result.advice.items())) or "none"
     lines = [
         f"Done in {result.seconds:.1f} s.",
-        f"  sessions    {result.sessions_recorded} recorded, {result.sessions_already} already recorded earlier, "
-        f"{result.sessions_to_come} still to come"
+        f"  sessions    {result.sessions_recorded} recorded, {result.sessions_to_come} still to come"
         + (f", {result.sessions_rejected} refused" if result.sessions_rejected else ""),
         f"  check-ins   {result.contacts_opened} opened, {result.contacts_skipped} skipped by the dispatcher "
-        f"(superseded, one survey a day, window closed, no consent)",
+        f"(superseded, one survey a day, window closed, no consent), {result.checks_left_out} still planned or "
+        "open now (left out)",
         f"  answers     {result.answers_recorded} recorded, {result.answers_late} arrived too late, "
         f"{result.answers_after_until} still to come",
         f"  red flags   {result.red_flags} answers report one",
-        f"  rules       {tiers}; {result.cases_opened} escalation cases opened",
-        f"  outbox      {result.messages_queued} patient messages and {result.alerts_queued} practitioner alerts "
-        "queued, not sent",
+        f"  rules       {tiers}; {result.cases_opened} escalation cases opened, {result.missed_evaluated} missed "
+        f"safety checks evaluated, {result.cases_resolved} cases resolved by the demo",
+        f"  outbox      {result.messages_not_sent} patient messages and {result.alerts_not_sent} practitioner alerts "
+        "written as skipped (demo history: not sent)",
+        f"  copied      {result.rows_copied} rows into clinic '{result.clinic_id}' in {result.copy_seconds:.1f} s, all "
+        "in final states: a running stack has nothing of the demo's to send, skip or expire",
     ]
     refused = result.answers_refused + result.answers_closed
     if refused:
-        lines.append(f"  note        {refused} planned answers were refused (see needlecare/demo.py)")
-    lines.append(
-        "The next outbox pass (make run) skips queued messages whose check-in was answered or has closed, and "
-        "sends the rest to the demo-NNNN@example.invalid addresses (the local mail capture in development)."
-    )
+        lines.append(f"  note        {refused} planned answers were refused (see needlecare/demo/answering.py)")
     typer.echo("\n".join(lines))
 
 
 def _reason(exc: Exception) -> str:
+    from pydantic import ValidationError
+
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()

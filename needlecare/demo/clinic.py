@@ -1,11 +1,12 @@
-"""The demo's clinic: the refusal to run on production, the clinic created when it is missing (the demo clinic
-exactly as ``make run`` creates it), and the session-completed body its system sends for a synthetic session."""
+"""The demo's clinic: a clinic of its own, separate from the one ``make run`` serves (``riverside-physio``), created
+by the demo with a development-only staff login; the refusals (production, a clinic the demo did not create); and
+the session-completed body its system sends for a synthetic session."""
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from models import Clinic, ClinicCreate
+from models import AuditEvent, Clinic, ClinicCreate, StaffUser
 from needlecare.core.settings import Settings
 from needlecare.demo.cohort import (
     SyntheticPatient,
@@ -14,15 +15,23 @@ from needlecare.demo.cohort import (
     practitioner_external_id,
     practitioner_name,
 )
+from needlecare.demo.defaults import DEMO_HISTORY_CLINIC_ID as DEMO_HISTORY_CLINIC_ID
 from needlecare.demo.figures import CLINIC_TZ
 from needlecare.intake.clinics import add_clinic
-from needlecare.intake.sample import DEMO_CLINIC_ID
+from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic
+from needlecare.staff.auth import create_user, find_user
 
 ACTOR = "demo"
+DEMO_STAFF_PASSWORD = "needlecare-demo-only"  # development databases only: the demo refuses production
 
 
 class DemoRefused(RuntimeError):
-    """The demo will not run here (a production database)."""
+    """The demo will not run here (a production database, or a clinic the demo did not create)."""
+
+
+def demo_staff_email(clinic_id: str) -> str:
+    """The development-only staff login the demo creates for its clinic (``lead@demo-clinic.example``)."""
+    return f"lead@{clinic_id}.example"
 
 
 def session_event(patient: SyntheticPatient, session: SyntheticSession, clinic_id: str) -> dict[str, Any]:
@@ -55,13 +64,27 @@ def session_event(patient: SyntheticPatient, session: SyntheticSession, clinic_i
     }
 
 
+def created_by_demo(db: Session, clinic_id: str) -> bool:
+    """Whether the demo created this clinic (its ``clinic.added`` audit row names the demo as actor)."""
+    return (
+        db.exec(
+            select(AuditEvent.id).where(
+                AuditEvent.action == "clinic.added",
+                AuditEvent.entity == "clinic",
+                AuditEvent.entity_id == clinic_id,
+                AuditEvent.actor == ACTOR,
+            )
+        ).first()
+        is not None
+    )
+
+
 def ensure_clinic(db: Session, clinic_id: str, settings: Settings) -> bool:
-    """Create the clinic if it is missing (the demo clinic exactly as ``make run`` creates it); True if created."""
+    """For the benchmarks' ``bulk_load``: create the clinic if it is missing (``riverside-physio`` exactly as
+    ``make run`` creates it); True if created. ``run_demo`` uses :func:`own_clinic` instead."""
     if db.get(Clinic, clinic_id) is not None:
         return False
     if clinic_id == DEMO_CLINIC_ID:
-        from needlecare.intake.sample import ensure_demo_clinic
-
         url = db.get_bind().engine.url.render_as_string(hide_password=False)
         ensure_demo_clinic(settings.model_copy(update={"database_url": url}))
         return True
@@ -73,3 +96,40 @@ def ensure_clinic(db: Session, clinic_id: str, settings: Settings) -> bool:
         actor=ACTOR,
     )
     return True
+
+
+def own_clinic(db: Session, clinic_id: str, settings: Settings) -> bool:
+    """The demo's own clinic, created if missing; True if created. Refuses (``DemoRefused``) a clinic that exists
+    but was not created by the demo: the demo never writes into a clinic the live stack serves."""
+    if settings.env == "production":
+        raise DemoRefused("the demo writes synthetic patients; it does not run with NEEDLECARE_ENV=production")
+    if db.get(Clinic, clinic_id) is not None:
+        if not created_by_demo(db, clinic_id):
+            raise DemoRefused(
+                f"clinic '{clinic_id}' was not created by the demo; the demo writes only into a clinic of its own "
+                "(choose another --clinic, e.g. the default demo-clinic)"
+            )
+        return False
+    add_clinic(
+        db,
+        ClinicCreate(
+            id=clinic_id,
+            name="Demo Running Clinic" if clinic_id == DEMO_HISTORY_CLINIC_ID else f"Demo clinic {clinic_id}",
+            email=f"front-desk@{clinic_id}.example",
+            phone="+15550100300",
+            timezone=CLINIC_TZ,
+        ),
+        actor=ACTOR,
+    )
+    return True
+
+
+def ensure_staff(db: Session, clinic_id: str) -> StaffUser:
+    """The demo clinic's development-only staff login (it resolves the demo's cases); created when missing."""
+    email = demo_staff_email(clinic_id)
+    user = find_user(db, email)
+    if user is not None and user.clinic_id == clinic_id:
+        return user
+    if user is not None:
+        raise DemoRefused(f"the demo's staff login {email} belongs to another clinic")
+    return create_user(db, clinic_id, email, "Demo Clinic Lead", DEMO_STAFF_PASSWORD, actor=ACTOR)

@@ -32,9 +32,11 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from needlecare.core.catalogue import Catalogue, get_catalogue
+from needlecare.demo.defaults import DEFAULT_SEED as DEFAULT_SEED
 from needlecare.demo.figures import (
     BASELINE_MEASURE,
     CLINIC_TZ,
@@ -64,8 +66,10 @@ from needlecare.demo.trajectories import (
 from needlecare.followup.protocol_schema import Protocol
 from needlecare.followup.protocols import get_protocols
 
-DEFAULT_SEED = 7
 DEFAULT_SPAN_DAYS = 84
+Spread = Literal["front", "even"]
+"""How episode starts spread over the span: leaning towards its start (a programme that began with a wave of
+patients) or evenly (a clinic's ordinary year)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +152,31 @@ def generate_cohort(
     *,
     start: datetime,
     span_days: float = DEFAULT_SPAN_DAYS,
+    spread: Spread = "front",
     protocols: Mapping[str, Protocol] | None = None,
     catalogue: Catalogue | None = None,
 ) -> Cohort:
     """``patients`` synthetic patients whose episodes start between ``start`` and ``start + span_days``.
 
-    Episode starts lean towards ``start`` (a triangular spread: a programme that began with a wave of
-    patients), so with the demo's default of 14 weeks back about a third of the episodes reach their
-    12-week outcome survey. Sessions and checks may lie after ``start + span_days``; the caller decides how
-    far to run the clock.
+    With ``spread="front"`` episode starts lean towards ``start`` (a triangular spread: a programme that began
+    with a wave of patients), so with 14 weeks back about a third of the episodes reach their 12-week outcome
+    survey; ``"even"`` spreads them uniformly (a clinic's year, as ``needlecare demo`` writes by default).
+    Sessions and checks may lie after ``start + span_days``; the caller decides how far to run the clock.
     """
     return Cohort(
         seed=seed,
         start=start,
         span_days=span_days,
         patients=tuple(
-            iter_patients(patients, seed, start=start, span_days=span_days, protocols=protocols, catalogue=catalogue)
+            iter_patients(
+                patients,
+                seed,
+                start=start,
+                span_days=span_days,
+                spread=spread,
+                protocols=protocols,
+                catalogue=catalogue,
+            )
         ),
     )
 
@@ -174,6 +187,7 @@ def iter_patients(
     *,
     start: datetime,
     span_days: float = DEFAULT_SPAN_DAYS,
+    spread: Spread = "front",
     protocols: Mapping[str, Protocol] | None = None,
     catalogue: Catalogue | None = None,
 ) -> Iterator[SyntheticPatient]:
@@ -190,7 +204,7 @@ def iter_patients(
     for number in range(1, patients + 1):
         rng = random.Random(f"needlecare-cohort:{seed}:{number}")
         injury = first_ten[number - 1] if number <= len(first_ten) else weighted(rng, _weights(injuries))
-        yield _patient(rng, number, injury, start, span_days, protocols[injury], catalogue)
+        yield _patient(rng, number, injury, start, span_days, spread, protocols[injury], catalogue)
 
 
 def _weights(injuries: list[str]) -> dict[str, float]:
@@ -203,6 +217,7 @@ def _patient(
     injury: str,
     start: datetime,
     span_days: float,
+    spread: Spread,
     protocol: Protocol,
     catalogue: Catalogue,
 ) -> SyntheticPatient:
@@ -228,7 +243,8 @@ def _patient(
     rom_base = draw_rom_baseline(rng, measure, baseline)
     rom_gain = draw_rom_gain(rng, measure, rom_base, course)
 
-    episode_start = _clinic_time(rng, start + timedelta(days=rng.triangular(0, span_days, 0)))
+    offset = rng.triangular(0, span_days, 0) if spread == "front" else rng.uniform(0, span_days)  # one draw each
+    episode_start = _clinic_time(rng, start + timedelta(days=offset))
     session_count = rng.choices((1, 2, 3, 4, 5, 6), weights=(14, 18, 24, 20, 14, 10))[0]
     times = [episode_start]
     for _ in range(session_count - 1):

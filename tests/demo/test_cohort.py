@@ -153,7 +153,8 @@ def test_most_improve_some_worsen_and_groc_follows_the_pain(cohort: Cohort) -> N
     courses = Counter(p.course for p in cohort)
     assert 0.5 <= courses["responder"] / len(cohort) <= 0.72
     assert 0.04 <= courses["worse"] / len(cohort) <= 0.18
-    better, same_or_worse = [], []
+    better: list[int] = []
+    same_or_worse: list[int] = []
     for patient in cohort:
         answers = patient.outcomes["outcome_12wk"].answers
         drop = patient.baseline_nprs - answers["nprs_usual"]

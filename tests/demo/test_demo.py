@@ -12,13 +12,19 @@ from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
 from models import (
+    Alert,
+    AlertStatus,
     AuditEvent,
+    CaseStatus,
+    Clinic,
     Contact,
     ContactStatus,
     Episode,
+    EscalationCase,
     Notification,
     NotificationStatus,
     Patient,
+    Practitioner,
     ReportSnapshot,
     SurveyResponse,
     TreatmentSession,
@@ -33,9 +39,12 @@ from needlecare.demo.clinic import DemoRefused
 from needlecare.demo.cohort import Cohort, generate_cohort
 from needlecare.demo.simulation import run_demo
 from needlecare.demo.trajectories import PlannedAnswer
+from needlecare.demo.transfer import NOT_SENT
 from needlecare.followup.protocols import get_protocol
+from tests.conftest import add_test_clinic
 
 CLINIC = "demo-clinic"
+FINAL = (ContactStatus.ANSWERED.value, ContactStatus.EXPIRED.value, ContactStatus.SKIPPED.value)
 
 
 def _now() -> datetime:
@@ -102,15 +111,17 @@ def test_a_small_cohort_goes_through_the_real_pipeline(
     assert result.sessions_recorded == len(happened) == _count(db, TreatmentSession)
     assert result.sessions_to_come == cohort.session_count - len(happened)
     assert _count(db, Patient, CLINIC) == len(cohort) and _count(db, Episode) == len(cohort)
+    assert not db.exec(select(TreatmentSession).where(col(TreatmentSession.planned_at).is_(None))).first()
 
     # Independently of the demo's counters: a contact is answered exactly when the dispatcher opened it and the
     # patient's planned answer (sent + delay) fell inside its window and before now.
     plans = _plans(cohort)
     expected_answered, opened = set(), 0
     for contact, patient_ext, session_ext in _contacts(db, CLINIC):
+        assert contact.status in FINAL, "only final check-ins are copied"
         plan = plans[(patient_ext, session_ext, contact.step_id)]
         if contact.sent_at is None:
-            assert contact.status in (ContactStatus.PLANNED.value, ContactStatus.SKIPPED.value)
+            assert contact.status == ContactStatus.SKIPPED.value
             continue
         opened += 1
         tz = db.get(Patient, contact.patient_id).timezone  # type: ignore[union-attr]
@@ -122,13 +133,14 @@ def test_a_small_cohort_goes_through_the_real_pipeline(
     responses = db.exec(select(SurveyResponse)).all()
     assert {r.contact_id for r in responses} == expected_answered
     assert len(responses) == result.answers_recorded > 20
-    assert opened == result.contacts_opened
+    assert result.checks_left_out > 0, "check-ins still planned or open now are left out"
+    assert opened + result.checks_left_out >= result.contacts_opened
     assert result.answers_refused == result.answers_closed == 0
 
     for response in responses:
-        contact = db.get(Contact, response.contact_id)
-        assert contact is not None and contact.status == ContactStatus.ANSWERED.value
-        assert contact.sent_at is not None and contact.sent_at <= response.submitted_at < contact.window_closes_at
+        row = db.get(Contact, response.contact_id)
+        assert row is not None and row.status == ContactStatus.ANSWERED.value
+        assert row.sent_at is not None and row.sent_at <= response.submitted_at < row.window_closes_at
         assert response.channel == "api"
     by_contact = {c.id: (c, p, s) for c, p, s in _contacts(db, CLINIC)}
     for response in responses:
@@ -141,35 +153,54 @@ def test_a_small_cohort_goes_through_the_real_pipeline(
             assert getattr(response, field) == planned.get(field), field
         if planned.get("redflags", ["none"]) != ["none"]:
             assert response.advice_tier in ("EMERGENCY", "SAME_DAY"), "a red flag shows urgent advice"
+        assert response.contact_id in by_contact
 
-    # Outbox rows exist as dispatch wrote them; the demo sent nothing and marked nothing sent.
-    pending = db.exec(
-        select(func.count()).select_from(Notification).where(Notification.status == NotificationStatus.PENDING.value)
-    ).one()
-    assert pending == result.messages_queued > 0
-    assert not db.exec(select(Notification).where(Notification.status == NotificationStatus.SENT.value)).first()
+    # The outbox rows dispatch wrote are there, none sent and none waiting: the demo sends nothing.
+    statuses = db.exec(select(Notification.status, Notification.skip_reason).distinct()).all()
+    assert statuses == [(NotificationStatus.SKIPPED.value, NOT_SENT)]
+    assert _count(db, Notification) == result.messages_not_sent > 0
+    cases = db.exec(select(EscalationCase)).all()
+    assert cases and all(c.status == CaseStatus.RESOLVED.value and c.resolved_at is not None for c in cases)
+    assert all(c.resolved_at is not None and c.resolved_at < c.due_at for c in cases), "resolved within the SLA"
+    assert not db.exec(select(Alert).where(Alert.status != AlertStatus.SKIPPED.value)).first()
+    assert result.cases_resolved == len(cases)
 
     assert emitted == [], "no event left the process"
     current = events.set_emitter(emitted.append)
     assert current == emitted.append, "the emitter is restored"
-    assert db.exec(select(AuditEvent).where(AuditEvent.action == "demo.seeded")).one().detail["seed"] == 7
+    seeded = db.exec(select(AuditEvent).where(AuditEvent.action == "demo.seeded")).one()
+    assert seeded.detail["seed"] == 7 and seeded.detail["answers"] == result.answers_recorded
 
     names = [p.last_name for p in cohort] + [p.email for p in cohort]
     assert not [line for line in log_lines if any(name in line for name in names)], "no patient data in logs"
     assert not any(name in str(result.summary()) for name in names)
 
 
-def test_a_rerun_duplicates_nothing_and_catches_up_as_a_single_run_would(db: Session, settings: Settings) -> None:
-    """Clinic B runs to three days ago and then to now; clinic A runs to now once. Both end in the same state."""
+def test_a_clinic_holds_one_history_and_the_demo_writes_only_into_its_own(
+    db: Session, clinic: Clinic, settings: Settings
+) -> None:
     now = _now()
-    cohort = _cohort(8, now, seed=11)
-    single = run_demo(db, cohort, settings=settings, clinic_id="demo-a", until=now)
-    first = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now - timedelta(days=3))
+    cohort = _cohort(3, now, seed=11)
+    first = run_demo(db, cohort, settings=settings, clinic_id="demo-a", until=now)
+    rows = _count(db, Contact)
+    with pytest.raises(DemoRefused, match="already holds a demo history"):
+        run_demo(db, cohort, settings=settings, clinic_id="demo-a", until=now)
+    assert _count(db, Contact) == rows and _count(db, Patient, "demo-a") == 3
+    with pytest.raises(DemoRefused, match="not created by the demo"):
+        run_demo(db, cohort, settings=settings, clinic_id=clinic.id, until=now)
+    assert _count(db, Patient, clinic.id) == 0
     second = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now)
+    assert (second.answers_recorded, second.sessions_recorded) == (first.answers_recorded, first.sessions_recorded)
+    sessions = db.exec(select(TreatmentSession.external_session_id, TreatmentSession.clinic_id)).all()
+    assert len(sessions) == len(set(sessions)) == 2 * first.sessions_recorded
 
-    assert second.sessions_already == first.sessions_recorded > 0
-    assert first.sessions_recorded + second.sessions_recorded == single.sessions_recorded
-    assert first.answers_recorded + second.answers_recorded == single.answers_recorded
+
+def test_worker_processes_write_the_same_history_as_one_process(db: Session, settings: Settings) -> None:
+    """The patients are independent, so two shards simulated side by side give exactly the one-process history."""
+    now = _now()
+    cohort = _cohort(6, now, seed=5)
+    single = run_demo(db, cohort, settings=settings, clinic_id="demo-a", until=now)
+    sharded = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now, workers=2)
 
     def state(clinic: str) -> list[tuple[object, ...]]:
         return sorted(
@@ -177,14 +208,29 @@ def test_a_rerun_duplicates_nothing_and_catches_up_as_a_single_run_would(db: Ses
             key=str,
         )
 
-    assert state("demo-b") == state("demo-a")
-
-    again = run_demo(db, cohort, settings=settings, clinic_id="demo-b", until=now)
-    assert again.sessions_recorded == again.answers_recorded == again.contacts_opened == 0
-    assert again.sessions_already == single.sessions_recorded
-    assert state("demo-b") == state("demo-a")
-    sessions = db.exec(select(TreatmentSession.external_session_id, TreatmentSession.clinic_id)).all()
-    assert len(sessions) == len(set(sessions)) == 2 * single.sessions_recorded
+    assert state("demo-b") == state("demo-a") and state("demo-a")
+    assert sharded.summary() | {"clinic": "", "seconds": 0, "copy_seconds": 0} == single.summary() | {
+        "clinic": "",
+        "seconds": 0,
+        "copy_seconds": 0,
+    }
+    practitioners = db.exec(select(Practitioner.clinic_id, Practitioner.external_id)).all()
+    assert len(practitioners) == len(set(practitioners)), "the workers' practitioners are one set"
+    # The same cases, each resolved within its SLA. (A missed-check case opens at the first sweep after its
+    # window closed, and when that sweep runs depends on what else the worker's clock meets, as in production.)
+    cases = {
+        clinic: sorted(
+            (patient, case.tier, case.status, case.resolved_at is not None and case.resolved_at < case.due_at)
+            for case, patient in db.exec(
+                select(EscalationCase, Patient.external_id)
+                .join(Patient, col(Patient.id) == EscalationCase.patient_id)
+                .where(EscalationCase.clinic_id == clinic)
+            ).all()
+        )
+        for clinic in ("demo-a", "demo-b")
+    }
+    assert cases["demo-a"] == cases["demo-b"] and cases["demo-a"]
+    assert {resolved for *_, resolved in cases["demo-a"]} == {True}
 
 
 def test_bulk_load_writes_the_same_shapes_of_rows(db: Session, settings: Settings) -> None:
@@ -238,28 +284,34 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
-def test_the_command_runs_reports_counts_only_and_reruns_without_duplicates(env: Path, log_lines: list[str]) -> None:
+def test_the_command_runs_reports_counts_only_and_writes_one_history(env: Path, log_lines: list[str]) -> None:
     runner = CliRunner()
-    first = runner.invoke(app, ["demo", "--patients", "4", "--start", "10w", "--clinic", CLINIC])
+    first = runner.invoke(app, ["demo", "--patients", "4", "--start", "10w"])
     assert first.exit_code == 0, first.output
-    assert "4 synthetic patients (seed 7)" in first.output and "queued, not sent" in first.output
+    assert f"Demo clinic '{CLINIC}': 4 synthetic patients (seed 7)" in first.output
+    assert "(demo history: not sent)" in first.output and "lead@demo-clinic.example" in first.output
     recorded = int(first.output.split("sessions")[1].split("recorded")[0])
     assert recorded > 0
     assert "Dashboard figures stored for 4 of 4 preset view(s)" in first.output
     with Session(database.get_engine()) as db:
         stored = db.exec(select(ReportSnapshot.view_key).where(ReportSnapshot.clinic_id == CLINIC)).all()
+        sessions = _count(db, TreatmentSession)
     assert "injury=*;practitioner=*;since=-;until=-" in stored and len(stored) == 4
-    again = runner.invoke(app, ["demo", "--patients", "4", "--clinic", CLINIC])
+    assert sessions == recorded
+    again = runner.invoke(app, ["demo", "--patients", "4"])
     assert again.exit_code == 0, again.output
-    assert "the start of the earlier run" in again.output
-    assert f"0 recorded, {recorded} already recorded earlier" in again.output
+    assert "already holds a demo history (seed 7, 4 patients" in again.output and "nothing written" in again.output
+    with Session(database.get_engine()) as db:
+        assert _count(db, TreatmentSession) == sessions
     for output in (first.output, again.output, *log_lines):
         assert "Demo Patient" not in output and "Patient 000" not in output and "demo-000" not in output
 
-    other_seed = runner.invoke(app, ["demo", "--patients", "4", "--clinic", CLINIC, "--seed", "8"])
-    assert other_seed.exit_code == 2 and "seed 7" in other_seed.output
+    with Session(database.get_engine()) as db:
+        add_test_clinic(db)
+    live = runner.invoke(app, ["demo", "--patients", "4", "--clinic", "riverside-physio"])
+    assert live.exit_code == 2 and "not created by the demo" in live.output
 
-    bad = runner.invoke(app, ["demo", "--start", "tomorrow"])
+    bad = runner.invoke(app, ["demo", "--start", "tomorrow", "--clinic", "demo-other"])
     assert bad.exit_code == 2 and "--start" in bad.output
-    future = runner.invoke(app, ["demo", "--start", (utcnow() + timedelta(days=1)).isoformat()])
+    future = runner.invoke(app, ["demo", "--start", (utcnow() + timedelta(days=1)).isoformat(), "--clinic", "x-y"])
     assert future.exit_code == 2 and "in the past" in future.output
