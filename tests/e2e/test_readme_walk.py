@@ -144,9 +144,11 @@ def test_the_readme_first_screen_as_written(tmp_path: Path) -> None:
             live = _aftercare_runs_live_since(api, sent_at)
             assert live, "an aftercare run (started by an event) was running when the email went out"
             axe.expect_no_violations(page, "the outbox")
-            page.get_by_role("link", name="HTML part").first.click()
+            # The outbox serves an email's HTML part sandboxed (no scripts), so axe reads a copy of it.
+            href = page.get_by_role("link", name="HTML part").first.get_attribute("href")
+            page.set_content(httpx.get(f"{web}{href}", timeout=30).text)
             expect(page.locator("body")).to_contain_text("Hi Sam")
-            axe.expect_no_violations(page, "the aftercare email")
+            axe.expect_no_violations(page, "the aftercare email", email=True)
 
             dispatched = _shell(commands[2], checkout, env)
             assert dispatched.returncode == 0, dispatched.stdout + dispatched.stderr
@@ -182,5 +184,6 @@ def test_the_readme_first_screen_as_written(tmp_path: Path) -> None:
     finally:
         os.killpg(stack.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches make and what it started
         code = stack.wait(timeout=90)
-    assert code == 0, log.read_text()[-3000:]
+    # make passes Ctrl-C on by dying of it once its child is done; what it started stopped cleanly.
+    assert code in (0, -signal.SIGINT), log.read_text()[-3000:]
     assert "no process left behind" in log.read_text()
