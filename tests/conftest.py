@@ -33,6 +33,16 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.stop()
 
 
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the test's own: stopping it must not disturb the suite's shared one."""
+    cluster = start_cluster(free_port())
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(params=DB_KINDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated application database (the real Alembic migration runs)."""

@@ -1,10 +1,11 @@
 """The clinical catalogue (injuries, regions, ROM measures): loaded from TOML and validated."""
 
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from needlecare.core.datafile import load_toml
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "catalogue.toml"
 
@@ -60,17 +61,7 @@ class Catalogue(BaseModel):
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogueError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return Catalogue.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
-        raise CatalogueError(f"{path}: {problems}") from None
+    return load_toml(path, Catalogue, CatalogueError)
 
 
 @lru_cache(maxsize=4)

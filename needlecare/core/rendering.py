@@ -4,7 +4,6 @@ instead of time-zone ids, and the emergency number of a clinic (its own setting,
 ``needlecare/data/emergency_numbers.toml``)."""
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -12,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models import Clinic
+from needlecare.core.datafile import load_toml
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 EMERGENCY_NUMBERS_PATH = Path(__file__).resolve().parents[1] / "data" / "emergency_numbers.toml"
@@ -206,20 +206,7 @@ class EmergencyNumbers(BaseModel):
 
 
 def load_emergency_numbers(path: Path) -> EmergencyNumbers:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmergencyNumbersError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise EmergencyNumbersError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return EmergencyNumbers.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
-        raise EmergencyNumbersError(f"{path}: {problems}") from None
+    return load_toml(path, EmergencyNumbers, EmergencyNumbersError)
 
 
 @lru_cache(maxsize=4)

@@ -26,7 +26,7 @@ from needlecare.followup.messages import message_id
 from needlecare.intake import ingest
 from tests.conftest import add_test_clinic, free_port
 from tests.factories import event_body
-from tests.pg import PgCluster, start_cluster
+from tests.pg import PgCluster
 
 pytestmark = pytest.mark.faults
 
@@ -245,15 +245,6 @@ class _StopsTheDatabaseAfterData(_Handler):
 
         threading.Thread(target=resume, daemon=True).start()
         return answer
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PgCluster]:
-    cluster = start_cluster(free_port())
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_an_outage_right_after_the_send_does_not_send_again(own_cluster: PgCluster, tmp_path: Path) -> None:

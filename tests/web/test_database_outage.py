@@ -18,21 +18,11 @@ from needlecare.core.signing import sign
 from needlecare.web.app import create_app
 from tests.conftest import CLINIC_SECRET, add_test_clinic, free_port
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
-from tests.pg import PgCluster, start_cluster
+from tests.pg import PgCluster
 
 URL = "/api/v1/events/session-completed"
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PgCluster]:
-    """A cluster of this test's own: stopping it must not disturb the suite's shared one."""
-    cluster = start_cluster(free_port())
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
