@@ -32,15 +32,14 @@ def drain_outbox(linger_seconds: float) -> dict[str, int]:
     while True:
         with session_scope() as db:
             result = run_pass(db, now=utcnow(), settings=settings)
+            totals.add(result)
             if result.work_done:
                 idle_since = time.monotonic()
             idle = time.monotonic() - idle_since
             if not outbox.keep_polling(
                 db, now=utcnow(), settings=settings, idle_seconds=idle, linger_seconds=linger_seconds
             ):
-                totals.add(result)
                 return totals.summary()
-        totals.add(result)
         time.sleep(settings.drain_poll_seconds)
 
 
