@@ -8,6 +8,10 @@ A claim marks a due row ``sending`` with a fresh random ``claim_token`` and a le
 - **Leased and renewed**: the lease is short; :func:`held` renews it from a background thread while a send is
   in progress, so a slow or hanging provider cannot outlive it, and a worker that died stops renewing and its
   rows are claimed again one lease later.
+- **Dead neighbours taken over at once**: a token starts with its owner's machine (a digest of the boot id,
+  the PID namespace and the host name) and process id. A claim also takes rows whose lease is still running
+  when their owner is a process on this machine that no longer exists, so a sender restarted after a crash
+  does not wait out its predecessor's lease. A process that exists (or cannot be checked) is left alone.
 - **Owned on release**: :func:`release` writes the outcome only where the token still matches. A worker that
   lost its claim (its lease ran out and another took the row) records nothing, and :func:`renew` tells it not
   to send.
@@ -17,12 +21,18 @@ A claim marks a due row ``sending`` with a fresh random ``claim_token`` and a le
   delivered, so the new claim counts an ambiguous attempt.
 - **Outcomes persisted**: :func:`persist` retries the outcome write while the database is unreachable, so a
   short outage after a send does not leave the row to be claimed and sent again.
+- **Receipts read first**: a sender writes a delivery receipt (``needlecare.core.receipts``, :func:`receipt`)
+  the moment the provider accepts a message; the next claim of a row whose receipt is still there records it
+  sent (:func:`receipt_values`) rather than sending it again.
 
 Lease times are on the pass's clock (:class:`PassClock`): the logical time a pass was started with, advanced
 by the real time that has passed since, so a pass run "as of" another time keeps consistent leases.
 """
 
+import hashlib
+import os
 import secrets
+import socket
 import threading
 import time
 from collections import Counter
@@ -30,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, case, or_, update
@@ -37,12 +48,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, col, func, select
 
 from models import Alert, Notification
+from needlecare.core.receipts import Receipt
 
 PENDING, RETRY, SENDING = "pending", "retry", "sending"
 Outbox = type[Notification] | type[Alert]
 T = TypeVar("T")
 OUTCOME_PATIENCE = 300.0  # seconds an outcome write is retried while the database is away
 STOPPED_MID_SEND = "the previous sender stopped during a send, so this message may already have been delivered"
+FROM_RECEIPT = "recorded as sent from the receipt left by a sender that stopped after the provider accepted it"
 
 
 @dataclass
@@ -70,6 +83,48 @@ def _due(model: Outbox, now: datetime, lease_seconds: float) -> Any:
     )
 
 
+def _this_machine() -> str:
+    """8 hex digits naming this machine's process space (same boot, same PID namespace, same host name)."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(path).read_text().strip() if path.endswith("boot_id") else str(os.stat(path).st_ino))
+        except OSError:
+            parts.append("?")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
+
+
+def new_token() -> str:
+    """A claim token: this machine (8 hex), this process id (8 hex) and 16 random hex digits."""
+    return f"{_this_machine()}{os.getpid() & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` of this machine has ended (a zombie, killed and not yet reaped, has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def dead_owner_tokens(db: Session, model: Outbox) -> list[str]:
+    """Tokens of rows being sent by processes of this machine that no longer exist."""
+    machine = _this_machine()
+    query = (
+        select(model.claim_token)
+        .where(col(model.status) == SENDING, col(model.claim_token).startswith(machine))
+        .distinct()
+    )
+    tokens = [t for t in db.exec(query).all() if t and len(t) == 32]
+    return [t for t in tokens if int(t[8:16], 16) != os.getpid() and _gone(int(t[8:16], 16))]
+
+
 def due_count(db: Session, model: Outbox, *, now: datetime, lease_seconds: float = 60.0) -> int:
     """How many rows of ``model`` :func:`claim` could take now."""
     return int(db.exec(select(func.count()).select_from(model).where(_due(model, now, lease_seconds))).one())
@@ -84,8 +139,10 @@ def live_count(db: Session, model: Outbox, *, now: datetime, lease_seconds: floa
 
 def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
     """Mark up to ``limit`` due rows of ``model`` as sending for this caller, under one new token. Commits."""
-    token = secrets.token_hex(16)
+    token = new_token()
     due = _due(model, now, lease_seconds)
+    if dead := dead_owner_tokens(db, model):
+        due = or_(due, and_(col(model.status) == SENDING, col(model.claim_token).in_(dead)))
     candidates = select(model.id).where(due).order_by(col(model.due_at)).limit(limit)
     if db.get_bind().dialect.name == "postgresql":
         # Lock exactly these rows first: as a subquery of the UPDATE, PostgreSQL may re-run the LIMIT per row.
@@ -119,6 +176,25 @@ def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_second
 def claim_due(db: Session, model: Outbox, *, now: datetime, limit: int, lease_seconds: float) -> list[int]:
     """:func:`claim`, returning only the ids."""
     return [c.id for c in claim(db, model, now=now, limit=limit, lease_seconds=lease_seconds)]
+
+
+def receipt(db: Session, model: Outbox, row: Notification | Alert, directory: Path) -> Receipt:
+    """Where the delivery receipt of ``row``'s message lives (named for this database, table and row)."""
+    url = db.get_bind().engine.url.render_as_string(hide_password=True)
+    return Receipt.at(
+        directory, database_url=url, table=str(model.__tablename__), row_id=int(row.id or 0), key=row.idempotency_key
+    )
+
+
+def receipt_values(row: Notification | Alert, accepted_at: datetime) -> dict[str, Any]:
+    """The outcome of a claimed row whose receipt shows its message was accepted at ``accepted_at``: sent then,
+    and the takeover that found the receipt counted neither as an attempt nor as ambiguous."""
+    counted_mid_send = row.last_error == STOPPED_MID_SEND and row.ambiguous_attempts > 0
+    return {
+        "sent_at": accepted_at,
+        "attempts": max(row.attempts - 1, 0),
+        "ambiguous_attempts": row.ambiguous_attempts - (1 if counted_mid_send else 0),
+    }
 
 
 def _owned(model: Outbox, c: Claim) -> Any:

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     mail_capture_dir: Path | None = Field(
         default=None, description="Where captured messages are stored; default <data_dir>/outbox."
     )
+    receipts_dir: Path | None = Field(
+        default=None,
+        description="Where senders keep a receipt for each message a provider accepted until its outcome is "
+        "committed; default <data_dir>/receipts. Give workers on one machine the same one (a shared directory "
+        "for workers on several), so a sender killed before its commit is not followed by a second copy.",
+    )
     patient_email_url: str | None = Field(
         default=None,
         description="Apprise mailto:// URL (without the recipient) for patient email; default: the "
@@ -128,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def resolved_mail_capture_dir(self) -> Path:
         return self.mail_capture_dir or self.data_dir / "outbox"
+
+    @property
+    def resolved_receipts_dir(self) -> Path:
+        return self.receipts_dir or self.data_dir / "receipts"
 
     @property
     def resolved_patient_email_url(self) -> str:

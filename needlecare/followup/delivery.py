@@ -15,7 +15,7 @@ import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -95,6 +95,8 @@ _email_smtp.ssl = _SharedTLS()  # type: ignore[assignment]
 # What the current send saw of the SMTP conversation: whether DATA was started, and a reply code if refused.
 _smtp_state: ContextVar[dict[str, Any] | None] = ContextVar("needlecare_smtp_state", default=None)
 _message_id: ContextVar[str | None] = ContextVar("needlecare_message_id", default=None)
+# Called the moment the SMTP server accepts the message (its 250 reply to DATA), before anything else runs.
+_on_accepted: ContextVar[Callable[[], object] | None] = ContextVar("needlecare_on_accepted", default=None)
 _original_make_msgid = _email_base.make_msgid
 
 
@@ -125,10 +127,14 @@ class _TrackedSMTP(smtplib.SMTP):
         if state is not None:
             state["handover"] = True
         try:
-            return super().data(msg)
+            reply: tuple[int, bytes] = super().data(msg)
         except smtplib.SMTPException as error:
             _note_refusal(error)
             raise
+        accepted = _on_accepted.get()
+        if reply[0] == 250 and accepted is not None:
+            accepted()
+        return reply
 
     def sendmail(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -244,10 +250,12 @@ def send_email(
     *,
     message_id: str | None = None,
     timeout_seconds: float = 15,
+    on_accepted: Callable[[], object] | None = None,
 ) -> None:
     """Send one message through a fresh Apprise object (no throttle between messages).
 
-    ``message_id`` fixes the ``Message-ID`` header, so every attempt at one message carries the same one."""
+    ``message_id`` fixes the ``Message-ID`` header, so every attempt at one message carries the same one.
+    ``on_accepted`` runs the instant the SMTP server accepts the message, before its connection is closed."""
     if not to or "@" not in to:
         raise PermanentDeliveryError("no usable email address on file")
     notifier = apprise.Apprise()
@@ -261,6 +269,7 @@ def send_email(
         attach.add(AttachMemory(content=item.content, name=item.name, mimetype=item.mimetype))
     state: dict[str, Any] = {}
     state_token, id_token = _smtp_state.set(state), _message_id.set(message_id)
+    accepted_token = _on_accepted.set(on_accepted)
     try:
         with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
             ok = notifier.notify(
@@ -272,6 +281,7 @@ def send_email(
     finally:
         _smtp_state.reset(state_token)
         _message_id.reset(id_token)
+        _on_accepted.reset(accepted_token)
     if not ok:
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
         reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])

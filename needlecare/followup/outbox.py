@@ -22,6 +22,7 @@ from models import AuditEvent, Notification, NotificationStatus, Patient
 from models.base import utcnow
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
+from needlecare.core.receipts import Receipt
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
 from needlecare.followup.delivery import DeliveryError, failure_outcome, send_email
@@ -112,6 +113,11 @@ def deliver(
         return S(n.status) if n else S.FAILED
     if isinstance(claim, int):
         claim = claims.Claim(claim, n.claim_token or "")
+    receipt = claims.receipt(db, Notification, n, settings.resolved_receipts_dir)
+    accepted_at = receipt.accepted_at()
+    if accepted_at is not None:  # the last sender stopped after the server accepted it, before recording that
+        fields = claims.receipt_values(n, accepted_at)
+        return _record_sent(db, n, claim, receipt, claims.FROM_RECEIPT, fields)
     decision = compose(db, n, now=now, settings=settings, catalogue=catalogue or get_catalogue())
     if isinstance(decision, Skip):
         return _finish(db, n, claim, S.SKIPPED, skip_reason=decision.reason)
@@ -131,8 +137,11 @@ def deliver(
                 decision.attachments,
                 message_id=message_id(n, settings),
                 timeout_seconds=settings.delivery_timeout_seconds,
+                on_accepted=lambda: receipt.write(clock.now()),
             )
         except DeliveryError as exc:
+            if (accepted_at := receipt.accepted_at()) is not None:  # accepted; what failed came afterwards
+                return _record_sent(db, n, claim, receipt, None, {"sent_at": accepted_at})
             final, reason, values = failure_outcome(
                 exc,
                 attempts=n.attempts,
@@ -145,7 +154,25 @@ def deliver(
         else:
             status, fields = S.SENT, {"sent_at": clock.now()}
         # The lease is still renewed while the outcome is written, through a database outage if need be.
+        if status == S.SENT:
+            return _record_sent(db, n, claim, receipt, None, fields)
         return claims.persist(db, lambda: _finish(db, n, claim, status, error=error, fields=fields))
+
+
+def _record_sent(
+    db: Session,
+    n: Notification,
+    claim: claims.Claim,
+    receipt: Receipt,
+    note: str | None,
+    fields: dict[str, object],
+) -> NotificationStatus:
+    """Record the message sent; its receipt goes once that is committed by this caller. (A caller that lost
+    the claim leaves the receipt for the row's new holder, which then records it instead of sending again.)"""
+    status = claims.persist(db, lambda: _finish(db, n, claim, S.SENT, error=note, fields=fields))
+    if status == S.SENT:
+        receipt.remove()
+    return status
 
 
 def _finish(

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from models import Alert, AlertStatus, AuditEvent, CaseRule, CaseStatus, Clinic, EscalationCase
 from models.base import utcnow
 from needlecare.core import claims, clock
+from needlecare.core.receipts import Receipt
 from needlecare.core.rendering import place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.followup import undelivered
@@ -107,6 +108,10 @@ def deliver(
         return A(alert.status) if alert else A.FAILED
     if isinstance(claim, int):
         claim = claims.Claim(claim, alert.claim_token or "")
+    receipt = claims.receipt(db, Alert, alert, settings.resolved_receipts_dir)
+    accepted_at = receipt.accepted_at()
+    if accepted_at is not None:  # the last sender stopped after its routes took it, before recording that
+        return _record_sent(db, alert, claim, receipt, claims.FROM_RECEIPT, claims.receipt_values(alert, accepted_at))
     clinic = db.get(Clinic, alert.clinic_id)
     useful_until = None  # a case alert is useful while its case is open
     if alert.audience == undelivered.AUDIENCE:
@@ -141,9 +146,24 @@ def deliver(
             )
             status, error, fields = (A.FAILED if final else A.RETRY), reason, values
         else:
-            status, fields = A.SENT, {"sent_at": clock.now()}
+            sent_at = clock.now()
+            receipt.write(sent_at)
+            status, fields = A.SENT, {"sent_at": sent_at}
         # The lease is still renewed while the outcome is written, through a database outage if need be.
+        if status == A.SENT:
+            return _record_sent(db, alert, claim, receipt, None, fields)
         return claims.persist(db, lambda: _finish(db, alert, claim, status, error=error, fields=fields))
+
+
+def _record_sent(
+    db: Session, alert: Alert, claim: claims.Claim, receipt: Receipt, note: str | None, fields: dict[str, object]
+) -> AlertStatus:
+    """Record the alert sent; its receipt goes once that is committed by this caller (a caller that lost the
+    claim leaves it for the row's new holder, which records it instead of sending again)."""
+    status = claims.persist(db, lambda: _finish(db, alert, claim, A.SENT, error=note, fields=fields))
+    if status == A.SENT:
+        receipt.remove()
+    return status
 
 
 def _finish(

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from models import Notification
+from needlecare.core import claims
 from needlecare.core import db as database
 from needlecare.core.signing import sign
 from needlecare.dev.mailcapture import list_mail
@@ -189,6 +190,7 @@ class Tally:
     lost: int
     recovery: float | None
     note: str = ""
+    from_receipts: int = 0  # messages a killed sender had delivered, recorded sent from its receipt
 
     def line(self) -> str:
         recovery = "—" if self.recovery is None else f"{self.recovery:.0f} s"
@@ -196,6 +198,7 @@ class Tally:
             f"{self.stack:10} | {self.fault:44} | sessions {self.sessions:4} | expected {self.expected:4} | "
             f"delivered {self.delivered:4} | duplicates {self.duplicates} (ambiguous {self.ambiguous}) | "
             f"lost {self.lost} | recovery {recovery}{' | ' + self.note if self.note else ''}"
+            + (f" | {self.from_receipts} recorded sent from a receipt" if self.from_receipts else "")
         )
 
 
@@ -216,6 +219,7 @@ def tally(stack: FaultStack, fault: str, sent: Sent, sessions: int, recovery: fl
         lost=sessions - delivered,
         recovery=recovery,
         note=note,
+        from_receipts=sum(1 for n in notes if n.last_error == claims.FROM_RECEIPT),
     )
     LINES.append(result.line())
     print("\nFAULT " + result.line(), flush=True)

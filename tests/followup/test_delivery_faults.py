@@ -3,7 +3,11 @@ message and never replies, a 5xx refusal, a claim lost to another sender, a send
 database stopped right after a send — on SQLite and PostgreSQL."""
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -281,3 +285,46 @@ def test_an_outage_right_after_the_send_does_not_send_again(own_cluster: PgClust
         controller.stop()
         database.get_engine(url).dispose()
     assert len(list_mail(mail)) == 1
+
+
+CLAIMER = """
+import sys, time
+from datetime import datetime
+from sqlmodel import Session
+from models import Notification
+from needlecare.core import claims
+from needlecare.core import db as database
+
+with Session(database.get_engine(sys.argv[1])) as db:
+    now = datetime.fromisoformat(sys.argv[2])
+    got = claims.claim(db, Notification, now=now, limit=int(sys.argv[3]), lease_seconds=600)
+print(len(got), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_claims_of_a_killed_process_on_this_machine_are_taken_at_once(
+    db: Session, clinic: Clinic, db_url: str
+) -> None:
+    for n in (1, 2, 3):
+        _record(db, n)
+    now = utcnow()
+    planning.plan_pending_sessions(db, now=now, limit=10)
+    dead = subprocess.Popen([sys.executable, "-c", CLAIMER, db_url, now.isoformat(), "2"], stdout=subprocess.PIPE)
+    alive = subprocess.Popen([sys.executable, "-c", CLAIMER, db_url, now.isoformat(), "1"], stdout=subprocess.PIPE)
+    try:
+        assert dead.stdout is not None and dead.stdout.readline().strip() == b"2"
+        assert alive.stdout is not None and alive.stdout.readline().strip() == b"1"
+        owners = {n.id: int(n.claim_token[8:16], 16) for n in _notes(db) if n.claim_token}
+        dead_ids = {i for i, pid in owners.items() if pid == dead.pid}
+        assert len(dead_ids) == 2 and len(owners) == 3
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait(30)
+        soon = now + timedelta(seconds=1)  # both leases (600 s) still running
+        taken = claims.claim(db, Notification, now=soon, limit=10, lease_seconds=600)
+        assert {c.id for c in taken} == dead_ids, "the killed process's rows, not the live one's"
+    finally:
+        for p in (dead, alive):
+            if p.poll() is None:
+                p.kill()
+            p.wait(30)
