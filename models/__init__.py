@@ -7,6 +7,7 @@ from models.episode import Episode
 from models.escalation import Alert, AlertStatus, CaseRule, CaseStatus, EscalationCase, RuleEvaluation
 from models.notification import Notification, NotificationStatus
 from models.patient import Patient
+from models.ratelimit import RateBucket
 from models.reporting import ReportSnapshot
 from models.session import SessionCompleted, SessionPublic, TreatmentSession
 from models.staff import StaffUser, WebSession
@@ -29,6 +30,7 @@ __all__ = [
     "NotificationStatus",
     "Patient",
     "Practitioner",
+    "RateBucket",
     "ReportSnapshot",
     "RuleEvaluation",
     "SessionCompleted",

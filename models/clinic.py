@@ -48,7 +48,21 @@ class ClinicCreate(ClinicBase):
 
 class Clinic(ClinicBase, table=True):
     id: str = Field(primary_key=True, max_length=64)
-    webhook_secret: str = Field(max_length=128, description="HMAC key for signed events")
+    webhook_secret: str = Field(max_length=128, description="HMAC key for signed events (the primary one)")
+    webhook_secret_previous: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The key before the last rotation, still accepted until the rotation is finished",
+    )
+    webhook_secret_previous_until: datetime | None = Field(
+        default=None,
+        sa_column=Column(UTCDateTime, nullable=True),
+        description="When the previous key stops being accepted; NULL = until `clinic rotate-secret --finish`",
+    )
+    webhook_legacy_signatures: bool = Field(
+        default=False,
+        description="Also accept the deprecated untimed `sha256=` signature (clinics registered before `t=,v1=`)",
+    )
     config: dict[str, Any] | None = Field(
         default=None,
         sa_column=Column(JSON, nullable=True),

@@ -91,6 +91,14 @@ class SessionCompleted(_Strict):
     regions_needled: list[str] = Contract(min_length=1, max_length=20)
     muscles_needled: list[str] = Contract(default_factory=list, max_length=40)
     baseline: BaselineIn = BaselineIn()
+    # Bone stress injury only (domain.md §1.3), all optional. ``bsi_site_code`` is checked against the coded
+    # list (needlecare/data/bsi_sites.toml) by needlecare.intake.ingest, which also refuses these fields for
+    # any other injury and a class that contradicts the coded site.
+    bsi_site: str | None = Contract(default=None, min_length=1, max_length=200, description="site, free text")
+    bsi_site_code: str | None = Contract(default=None, pattern=r"^[a-z0-9_]{1,64}$", description="coded site")
+    bsi_risk_class: Literal["high", "low"] | None = Contract(default=None, description="high- or low-risk site")
+    mri_grade: int | None = Contract(default=None, ge=1, le=4, description="MRI grade 1-4")
+    cleared_to_hop: bool | None = Contract(default=None, description="set by the clinician")
 
     @field_validator("completed_at", mode="before")
     @classmethod
@@ -136,6 +144,11 @@ class TreatmentSession(SQLModel, table=True):
     baseline_pain_nprs: int | None = None
     baseline_rom_measure: str | None = Field(default=None, max_length=64)
     baseline_rom_value: float | None = None
+    bsi_site: str | None = Field(default=None, max_length=200, description="bone stress site, free text (§1.3)")
+    bsi_site_code: str | None = Field(default=None, max_length=64, description="coded bone stress site")
+    bsi_risk_class: str | None = Field(default=None, max_length=8, description="high or low (feeds rule R14)")
+    mri_grade: int | None = Field(default=None, description="MRI grade 1-4")
+    cleared_to_hop: bool | None = Field(default=None, description="the clinician allows a hop test")
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     planned_at: datetime | None = Field(
         default=None,

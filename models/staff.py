@@ -2,7 +2,8 @@
 
 A staff user belongs to one clinic and sees only that clinic's cases and reports. Passwords are stored
 as salted scrypt hashes (needlecare/auth.py); a browser session is a random token whose SHA-256 hash is
-the only thing stored, so a copy of the database cannot be used to log in.
+the only thing stored, so a copy of the database cannot be used to log in. A user may also have a TOTP
+second factor (``totp_secret``); the last accepted time step is kept so a code is accepted once.
 """
 
 from datetime import datetime
@@ -27,6 +28,10 @@ class StaffUser(SQLModel, table=True):
     disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    totp_secret: str | None = Field(
+        default=None, max_length=64, description="Base32 TOTP secret when the second factor is on (RFC 6238)"
+    )
+    totp_last_step: int | None = Field(default=None, description="Time step of the last accepted code (no replay)")
 
 
 class WebSession(SQLModel, table=True):

@@ -1,12 +1,41 @@
-"""A patient's answers to one contact. Numeric answers have their own columns for reporting."""
+"""A patient's answers to one contact. Numeric answers have their own columns for reporting.
+
+Each 0-10 pain or soreness score is stored with the recall period it was asked with (domain.md §2: always
+store the recall / context), in the ``*_recall`` column beside it: NULL exactly when the score is NULL.
+"""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
+
+
+class PainRecall(StrEnum):
+    """The recall period (or context) a 0-10 score was asked with (domain.md §2)."""
+
+    NOW = "now"  # at the moment of answering
+    AVERAGE_24H = "average_24h"  # on average over the last 24 hours (usual pain)
+    WORST_24H = "worst_24h"  # the worst over the last 24 hours
+    DURING_RUN = "during_run"  # during the patient's run
+
+
+BASELINE_PAIN_RECALL = PainRecall.AVERAGE_24H
+"""The recall of ``episode.baseline_pain_nprs``: usual pain over the last 24 h at the start of the episode
+(domain.md §6 ``baseline_nprs``; the session contract's ``baseline.pain_nprs``)."""
+
+RECALL_COLUMNS: dict[str, str] = {
+    "nprs_usual": "nprs_usual_recall",
+    "nprs_worst": "nprs_worst_recall",
+    "soreness": "soreness_recall",
+    "run_pain": "run_pain_recall",
+}
+"""Each stored 0-10 score and the column holding the recall it was asked with."""
+
+_RECALL = "recall period the score was asked with: now, average_24h, worst_24h, during_run (NULL: no score)"
 
 
 class SurveyResponse(SQLModel, table=True):
@@ -21,9 +50,12 @@ class SurveyResponse(SQLModel, table=True):
     step_id: str = Field(max_length=40, index=True)
     channel: str = Field(max_length=10, description="web or api")
     submitted_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    nprs_usual: int | None = Field(default=None, description="pain now, 0-10")
+    nprs_usual: int | None = Field(default=None, description="injury pain, 0-10, with the recall in nprs_usual_recall")
+    nprs_usual_recall: str | None = Field(default=None, max_length=16, description=_RECALL)
     nprs_worst: int | None = Field(default=None, description="worst pain in the last 24 h, 0-10")
+    nprs_worst_recall: str | None = Field(default=None, max_length=16, description=_RECALL)
     soreness: int | None = Field(default=None, description="post-needling soreness, 0-10")
+    soreness_recall: str | None = Field(default=None, max_length=16, description=_RECALL)
     bruise: str | None = Field(default=None, max_length=16, description="none, small, large, spreading")
     groc15: int | None = Field(default=None, description="global rating of change, -7..+7")
     rom_measure: str | None = Field(default=None, max_length=64)
@@ -34,4 +66,5 @@ class SurveyResponse(SQLModel, table=True):
     fainted: bool | None = None
     ran: bool | None = None
     run_pain: int | None = None
+    run_pain_recall: str | None = Field(default=None, max_length=16, description=_RECALL)
     advice_tier: str | None = Field(default=None, max_length=16, description="what the patient was shown")

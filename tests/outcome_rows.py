@@ -22,6 +22,8 @@ from models import (
     SurveyResponse,
     TreatmentSession,
 )
+from models.survey import RECALL_COLUMNS
+from needlecare.followup.questions import PAIN_RECALL
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 EPISODE_STEPS = {"outcome_4wk": 672, "outcome_6wk": 1008, "outcome_12wk": 2016}
@@ -153,7 +155,13 @@ class OutcomeRows:
         redflags: list[str] | None = None,
         **values: Any,
     ) -> tuple[int, int]:
-        """An answered contact and its response; returns (contact id, response id)."""
+        """An answered contact and its response; returns (contact id, response id).
+
+        Each 0-10 score gets the recall the survey asks it with now (``PAIN_RECALL``) unless its ``*_recall``
+        is given (``nprs_usual_recall="now"``: an answer stored before the question said "over 24 hours")."""
+        for score, column in RECALL_COLUMNS.items():
+            if values.get(score) is not None:
+                values.setdefault(column, PAIN_RECALL[score].value)
         contact_id = self.contact(ep, step_id, status="answered", session_id=session_id, due_at=submitted_at)
         contact = self.db.get(Contact, contact_id)
         assert contact is not None

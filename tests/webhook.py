@@ -1,4 +1,4 @@
-"""A real local HTTP endpoint that records what Apprise's json:// posts to it."""
+"""A real local HTTP endpoint that records what Apprise's json:// posts to it, and the signed headers a clinic sends."""
 
 import json
 import threading
@@ -45,3 +45,10 @@ def webhook() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def signed_headers(raw: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+    """The headers a clinic's system sends with ``raw``: JSON, signed ``t=<unix time>,v1=<hex>`` (now by default)."""
+    from needlecare.core.signing import SIGNATURE_HEADER, sign
+
+    return {"Content-Type": "application/json", SIGNATURE_HEADER: sign(raw, secret, timestamp=timestamp)}

@@ -6,8 +6,9 @@ Create Date: 2026-12-01 19:00:00
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
 
 import models.base  # noqa: F401
 
@@ -17,9 +18,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+_COLUMNS = ('bsi_site', 'bsi_site_code', 'bsi_risk_class', 'mri_grade', 'cleared_to_hop')
+
+
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('treatment_session') as batch:
+        batch.add_column(sa.Column('bsi_site', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True))
+        batch.add_column(sa.Column('bsi_site_code', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+        batch.add_column(sa.Column('bsi_risk_class', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True))
+        batch.add_column(sa.Column('mri_grade', sa.Integer(), nullable=True))
+        batch.add_column(sa.Column('cleared_to_hop', sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('treatment_session') as batch:
+        for column in reversed(_COLUMNS):
+            batch.drop_column(column)

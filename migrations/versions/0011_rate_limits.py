@@ -6,8 +6,9 @@ Create Date: 2026-12-01 19:00:00
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
 
 import models.base  # noqa: F401
 
@@ -18,8 +19,25 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        'rate_bucket',
+        sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column('tokens', sa.Float(), nullable=False),
+        sa.Column('stamp', sa.Float(), nullable=False),
+        sa.Column('allowed', sa.Boolean(), nullable=False),
+        sa.Column('strikes', sa.Integer(), nullable=False),
+        sa.Column('until', sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint('key'),
+    )
+    op.create_index(op.f('ix_rate_bucket_stamp'), 'rate_bucket', ['stamp'], unique=False)
+    with op.batch_alter_table('staff_user') as batch:
+        batch.add_column(sa.Column('totp_secret', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+        batch.add_column(sa.Column('totp_last_step', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('staff_user') as batch:
+        batch.drop_column('totp_last_step')
+        batch.drop_column('totp_secret')
+    op.drop_index(op.f('ix_rate_bucket_stamp'), table_name='rate_bucket')
+    op.drop_table('rate_bucket')

@@ -167,6 +167,78 @@ def clinic_show_config(clinic_id: Annotated[str, typer.Argument(help="The clinic
     typer.echo(json.dumps(stored, indent=2))
 
 
+@clinic_app.command("rotate-secret")
+def clinic_rotate_secret(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic's id")],
+    finish: Annotated[
+        bool, typer.Option("--finish", help="End the rotation: stop accepting the previous secret now")
+    ] = False,
+    old_valid_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--old-valid-hours",
+            min=0.01,
+            max=24 * 90,
+            help="Stop accepting the previous secret after this many hours (default: until --finish)",
+        ),
+    ] = None,
+) -> None:
+    """Give a clinic a new webhook secret without refusing any event: the new one becomes primary (printed once)
+    and the old one stays valid until `--finish` or `--old-valid-hours`, so its system can switch over."""
+    from models.base import utcnow
+    from needlecare.intake.clinics import RotationError, finish_rotation, rotate_secret
+
+    if finish and old_valid_hours is not None:
+        _fail("--finish ends a rotation; --old-valid-hours belongs to starting one: give one of them", 2)
+        return
+    now = utcnow()
+    until = now + timedelta(hours=old_valid_hours) if old_valid_hours is not None else None
+    with _db() as db:
+        try:
+            if finish:
+                finish_rotation(db, clinic_id, actor="cli")
+                typer.echo(f"clinic '{clinic_id}': rotation finished; only the new secret is accepted now.")
+                return
+            rotation = rotate_secret(db, clinic_id, actor="cli", now=now, previous_valid_until=until)
+        except RotationError as exc:
+            _fail(str(exc), 2)
+            return
+    ends = (
+        f"until {until.isoformat(timespec='minutes')}"
+        if until
+        else f"until `needlecare clinic rotate-secret {clinic_id} --finish`"
+    )
+    typer.echo(
+        f"clinic '{clinic_id}': new webhook secret (shown once): {rotation.new_secret}\n"
+        f"Events signed with either secret are accepted {ends}."
+    )
+
+
+@clinic_app.command("sign")
+def clinic_sign(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic's id")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="The exact body that will be sent")],
+) -> None:
+    """Print an X-Needlecare-Signature value for a body, signed now with the clinic's primary secret (valid for
+    NEEDLECARE_WEBHOOK_TOLERANCE_SECONDS): for trying the HTTP API by hand, e.g. with curl."""
+    from models import Clinic
+    from needlecare.core.settings import get_settings
+    from needlecare.core.signing import sign
+    from needlecare.intake.clinics import webhook_secret
+
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+        return
+    with _db() as db:
+        clinic = db.get(Clinic, clinic_id)
+        if clinic is None:
+            _fail(f"no clinic '{clinic_id}'; see `needlecare clinic list`", 2)
+            return
+        typer.echo(sign(body, webhook_secret(clinic, get_settings())))
+
+
 @session_app.command("complete")
 def session_complete(
     file: Annotated[

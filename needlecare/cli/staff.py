@@ -1,7 +1,10 @@
 """`needlecare staff …`: add, list, re-password and disable the staff users who log in to the staff pages.
 
 Passwords are read hidden (twice) from the terminal, or from standard input with --password-stdin (first
-line, for scripts); they are never echoed or printed. Bad input exits with code 2 and says what to fix.
+line, for scripts); they are never echoed or printed, and short or common ones are refused. ``--totp`` (on
+``add``, or ``staff totp`` later) turns on a TOTP second factor and prints its provisioning URI once: add it to
+an authenticator app (it is not stored anywhere else to be shown again). Bad input exits with code 2 and says
+what to fix.
 """
 
 import sys
@@ -22,6 +25,10 @@ ClinicOption = Annotated[str, typer.Option("--clinic", help="Clinic id (see `nee
 EmailOption = Annotated[str, typer.Option("--email", help="Login email of the staff user")]
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input")
+]
+TotpOption = Annotated[
+    bool,
+    typer.Option("--totp", help="Also ask for a code from an authenticator app at login (prints its setup URI once)"),
 ]
 
 
@@ -58,6 +65,16 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
+def _enable_totp(db: "Session", user: "StaffUser") -> None:
+    from needlecare.staff import totp
+
+    secret = totp.new_totp_secret()
+    totp.enable_totp(db, user, secret)
+    typer.echo("Second factor on. Add this URI to the user's authenticator app now (or make a QR code of it);")
+    typer.echo("it is shown only this once:")
+    typer.echo(totp.totp_uri(user, secret))
+
+
 def _user(db: "Session", email: str) -> "StaffUser":
     from needlecare.staff import auth
 
@@ -77,6 +94,7 @@ def add(
         typer.Option("--practitioner", help="The practitioner's id in the clinic's own system (as in events)"),
     ] = None,
     password_stdin: PasswordStdin = False,
+    with_totp: TotpOption = False,
 ) -> None:
     """Add a staff user to a clinic (asks for the password twice, hidden)."""
     from sqlmodel import select
@@ -105,7 +123,9 @@ def add(
             user = auth.create_user(db, clinic, email, name, password, practitioner_id)
         except auth.AuthError as exc:
             _fail(str(exc))
-    typer.echo(f"staff user {user.id} ({user.email}) added to clinic '{clinic}'.")
+        typer.echo(f"staff user {user.id} ({user.email}) added to clinic '{clinic}'.")
+        if with_totp:
+            _enable_totp(db, user)
 
 
 @staff_app.command("list")
@@ -142,6 +162,23 @@ def passwd(email: EmailOption, password_stdin: PasswordStdin = False) -> None:
         password = _read_password(password_stdin)
         auth.set_password(db, user, password)
     typer.echo(f"password of staff user {user.id} changed; their sessions were ended.")
+
+
+@staff_app.command("totp")
+def totp_command(
+    email: EmailOption,
+    off: Annotated[bool, typer.Option("--off", help="Turn the second factor off instead")] = False,
+) -> None:
+    """Turn on a TOTP second factor (a new secret; prints its setup URI once) or, with --off, turn it off."""
+    from needlecare.staff import totp
+
+    with _db() as db:
+        user = _user(db, email)
+        if off:
+            totp.disable_totp(db, user)
+            typer.echo(f"second factor of staff user {user.id} turned off.")
+            return
+        _enable_totp(db, user)
 
 
 @staff_app.command("disable")

@@ -2,14 +2,19 @@
 
 Refused, each with a message that says what is wrong: bytes that are not UTF-8, text that is not JSON,
 nesting deeper than ``max_depth`` (checked before parsing, so a deeply nested body cannot exhaust the
-parser's recursion), ``NaN`` / ``Infinity``, and strings holding a NUL or a lone surrogate (which no database
-column stores). Sizes are limited by the caller before the body is read.
+parser's recursion), ``NaN`` / ``Infinity``, numbers beyond :data:`MAX_INTEGER` or too large for a float (``1e400``),
+number literals longer than :data:`MAX_NUMBER_CHARS`, and strings holding a NUL or a lone surrogate (which no
+database column stores). Sizes are limited by the caller before the body is read.
 """
 
 import json
+import math
 from typing import Any
 
 MAX_DEPTH = 32
+MAX_INTEGER = 2**53 - 1
+"""The largest integer accepted (either sign): the interoperable range of RFC 7493 (I-JSON) §2.2."""
+MAX_NUMBER_CHARS = 40
 
 
 class JsonInputError(ValueError):
@@ -41,6 +46,24 @@ def _refuse_constant(name: str) -> Any:
     raise JsonInputError(f"{name} is not a number JSON allows")
 
 
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_NUMBER_CHARS:
+        raise JsonInputError(f"a number has more than {MAX_NUMBER_CHARS} digits")
+    value = int(literal)
+    if abs(value) > MAX_INTEGER:
+        raise JsonInputError(f"a whole number is beyond ±{MAX_INTEGER} (2^53 - 1)")
+    return value
+
+
+def _parse_float(literal: str) -> float:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise JsonInputError(f"a number is written with more than {MAX_NUMBER_CHARS} characters")
+    value = float(literal)
+    if not math.isfinite(value):
+        raise JsonInputError("a number is too large for a floating-point value")
+    return value
+
+
 def _check_strings(value: Any, path: str = "body") -> None:
     if isinstance(value, str):
         if "\x00" in value:
@@ -67,7 +90,9 @@ def load_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError as exc:
         raise JsonInputError(f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except JsonInputError:
+        raise
     except json.JSONDecodeError as exc:
         raise JsonInputError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

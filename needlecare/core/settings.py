@@ -1,5 +1,14 @@
-"""Settings from the environment (prefix NEEDLECARE_), read once through ``get_settings()``."""
+"""Settings from the environment (prefix NEEDLECARE_), read once through ``get_settings()``.
 
+Fail closed: the published development ``SECRET_KEY`` (and any key shorter than 32 characters) is accepted only
+by ``NEEDLECARE_ENV=development`` with the web app bound to a loopback interface. ``production`` and
+development on any other interface refuse to start without a real key; ``test`` (the test suite's own stacks)
+generates a random key once per data directory when none is given, and refuses the published one.
+"""
+
+import ipaddress
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -8,15 +17,24 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+MIN_SECRET_KEY_LENGTH = 32
+TEST_SECRET_FILE = "test-secret-key"
+_KEY_HINT = "set a long random value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NEEDLECARE_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="NEEDLECARE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,  # never echo a secret
+    )
 
     env: Literal["development", "production", "test"] = Field(
         default="development",
-        description="development enables the mail capture, /outbox and the demo clinic; "
-        "production refuses default secrets.",
+        description="development enables the mail capture, /outbox (loopback only) and the demo clinic, and is "
+        "the only environment that accepts the published development SECRET_KEY (loopback only); test and "
+        "production refuse it.",
     )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded defaults keep their files.")
     database_url: str | None = Field(
@@ -49,11 +67,21 @@ class Settings(BaseSettings):
     )
     mail_from: str = Field(default="aftercare@needlecare.local", description="From address of patient mail.")
     secret_key: SecretStr = Field(
-        default=SecretStr(DEV_SECRET_KEY), description="Signs links; must be set outside development."
+        default=SecretStr(DEV_SECRET_KEY),
+        description="Signs survey and unsubscribe links, staff sessions and CSRF tokens. At least 32 characters; "
+        "must be set unless NEEDLECARE_ENV=development with WEB_HOST on loopback (test: generated once into "
+        "<data_dir>/test-secret-key when unset).",
     )
     webhook_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='Per-clinic webhook secrets that override the database, as JSON: {"riverside-physio": "..."}',
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="A signed event whose t= timestamp is further than this from the server's clock (either way) "
+        "is refused as a possible replay (401).",
     )
     aftercare_max_age_hours: float = Field(
         default=48, description="An aftercare notice older than this after the session is skipped, not sent."
@@ -109,22 +137,70 @@ class Settings(BaseSettings):
         description="How often the dispatch flow sends follow-ups that fall due and plans sessions whose event "
         "was lost.",
     )
+    # Rate limits (needlecare.web.ratelimit): token buckets in the application database, shared by web workers.
+    # "burst" requests at once, refilled at "rate" per second; over that, 429 with Retry-After.
+    rate_limits: bool = Field(default=True, description="Answer 429 past the limits below; false: no limit.")
+    webhook_rate: float = Field(
+        default=100, gt=0, description="Webhook events per second per clinic and sending address (sustained)."
+    )
+    webhook_burst: int = Field(default=1000, ge=1, description="Webhook events at once per clinic and address.")
+    survey_token_rate: float = Field(default=0.2, gt=0, description="Answers per second to one survey link.")
+    survey_token_burst: int = Field(default=10, ge=1, description="Answers at once to one survey link.")
+    survey_client_rate: float = Field(default=2, gt=0, description="Survey answers per second per client address.")
+    survey_client_burst: int = Field(default=120, ge=1, description="Survey answers at once per client address.")
+    login_client_rate: float = Field(default=0.2, gt=0, description="Login attempts per second per client address.")
+    login_client_burst: int = Field(default=20, ge=1, description="Login attempts at once per client address.")
+    login_free_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one email before each further attempt waits (growing delay)."
+    )
+    login_delay_seconds: float = Field(
+        default=1, gt=0, description="First wait after the free failures; doubles with each further failure."
+    )
+    login_delay_max_seconds: float = Field(
+        default=300, gt=0, description="Longest wait between two login attempts for one email (never a lockout)."
+    )
+    login_hash_concurrency: int = Field(
+        default=4, ge=1, description="Password checks (16 MiB scrypt each) at once per web process; more wait."
+    )
+    login_hash_wait_seconds: float = Field(
+        default=10, ge=0, description="How long a login waits for a free password check before a 503 with Retry-After."
+    )
+    pdf_concurrency: int = Field(
+        default=2, ge=1, description="PDF exports (one headless Chromium each) at once per web process."
+    )
+    pdf_queue_seconds: float = Field(
+        default=20, ge=0, description="How long a PDF export waits for a free printer before a 503 with Retry-After."
+    )
+    dashboard_custom_snapshots: int = Field(
+        default=50,
+        ge=1,
+        description="Stored dashboard snapshots per clinic besides today's preset periods (custom periods, older "
+        "presets); the least recently computed beyond this are deleted.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> "Settings":
-        if self.env == "production":
-            if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+        if not self.accepts_development_key:
+            key = self.secret_key.get_secret_value()
+            if self.env == "test" and "secret_key" not in self.model_fields_set and key == DEV_SECRET_KEY:
+                self.secret_key = SecretStr(_test_secret(self.data_dir))
+            elif key == DEV_SECRET_KEY:
                 raise ValueError(
-                    "NEEDLECARE_SECRET_KEY is the development default; set a long random value "
-                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                    f"NEEDLECARE_SECRET_KEY is the published development default, accepted only with "
+                    f"NEEDLECARE_ENV=development and NEEDLECARE_WEB_HOST on loopback (here: env={self.env}, "
+                    f"web_host={self.web_host}); {_KEY_HINT}"
                 )
-            if len(self.secret_key.get_secret_value()) < 32:
-                raise ValueError("NEEDLECARE_SECRET_KEY must be at least 32 characters in production")
-            if self.patient_email_url is None:
+            elif len(key) < MIN_SECRET_KEY_LENGTH:
                 raise ValueError(
-                    "NEEDLECARE_PATIENT_EMAIL_URL must be set in production (the local mail capture "
-                    "is for development only)"
+                    f"NEEDLECARE_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters unless "
+                    f"NEEDLECARE_ENV=development on loopback (here: env={self.env}, web_host={self.web_host}); "
+                    f"{_KEY_HINT}"
                 )
+        if self.env == "production" and self.patient_email_url is None:
+            raise ValueError(
+                "NEEDLECARE_PATIENT_EMAIL_URL must be set in production (the local mail capture "
+                "is for development only)"
+            )
         return self
 
     @property
@@ -147,7 +223,54 @@ class Settings(BaseSettings):
 
     @property
     def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def on_loopback(self) -> bool:
+        """True when the web app binds only to a loopback interface (127.0.0.0/8, ::1, localhost)."""
+        host = self.web_host.strip().strip("[]").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def accepts_development_key(self) -> bool:
+        return self.is_development and self.on_loopback
+
+    @property
+    def serves_outbox(self) -> bool:
+        """/outbox lists patients' addresses and live links: development on loopback only."""
+        return self.is_development and self.on_loopback
+
+    @property
+    def serves_api_docs(self) -> bool:
+        """/docs and /redoc load Swagger UI and ReDoc from a CDN: never in production."""
         return self.env != "production"
+
+    @property
+    def https(self) -> bool:
+        return self.public_base_url.lower().startswith("https://")
+
+
+def _test_secret(data_dir: Path) -> str:
+    """The test environment's key: random, made once per data directory and shared by every process using it."""
+    path = data_dir / TEST_SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staging = data_dir / f".{TEST_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        try:
+            os.link(staging, path)  # atomic: the first process to get here wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            staging.unlink()
+    return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)

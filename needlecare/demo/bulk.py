@@ -384,6 +384,7 @@ def _bulk_response(
         "fainted": answers.fainted,
         "ran": answers.ran,
         "run_pain": answers.run_pain,
+        **answers.recalls(),
         "advice_tier": tier,
     }
 

@@ -40,7 +40,8 @@ from needlecare.demo.bulk import _insert_returning
 
 NOT_SENT = "demo history: not sent"
 CHUNK = 5000  # rows a transaction: on SQLite other writers wait for one chunk at most (well under a second)
-_SKIPPED_TABLES = {"clinic", "staff_user", "web_session", "report_snapshot"}  # not copied (clinic, login: mapped)
+# Not copied: the clinic and logins are mapped; snapshots and request rate-limit buckets belong to the target database.
+_SKIPPED_TABLES = {"clinic", "staff_user", "web_session", "report_snapshot", "rate_bucket"}
 _FINAL_CONTACTS = (ContactStatus.ANSWERED.value, ContactStatus.EXPIRED.value, ContactStatus.SKIPPED.value)
 # Ids inside unique keys ("contact:7:0", "aftercare:session:3", "missed:12", "case:4:backup") and audit rows.
 _KEY_PART = re.compile(r"(?<![A-Za-z_])(session|episode|contact|case|response|missed|notification|evaluation):(\d+)")

@@ -22,7 +22,6 @@ from sqlmodel import Session
 
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
-from needlecare.core.signing import sign
 from needlecare.dev.mailcapture import start_capture
 from needlecare.dev.readiness import not_ready, probe_trigger
 from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic, sample_bytes
@@ -254,7 +253,7 @@ def run(settings: Settings, say: "Say") -> int:
         sample = data_dir / "sample-event.json"
         body = sample_bytes()
         sample.write_bytes(body)
-        _banner(settings, say, secret, sample, sign(body, secret), log_dir)
+        _banner(settings, say, secret, sample, log_dir)
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
@@ -289,7 +288,7 @@ def _as_typed(path: Path) -> Path:
         return path
 
 
-def _banner(settings: Settings, say: Say, secret: str, sample_file: Path, signature: str, log_dir: Path) -> None:
+def _banner(settings: Settings, say: Say, secret: str, sample_file: Path, log_dir: Path) -> None:
     web = f"http://{settings.web_host}:{settings.web_port}"
     sample = _as_typed(sample_file)
     prefect_ui = settings.prefect_api_url.removesuffix("/").removesuffix("/api")
@@ -306,10 +305,10 @@ Staff pages  {web}/cases and {web}/dashboard: log in as {DEMO_STAFF_EMAIL} / {DE
 
 Send a sample session-completed event (then open the outbox):
   .venv/bin/needlecare session complete --file {sample}
-or over HTTP, signed:
+or over HTTP, signed (t=<unix time>,v1=<hex>, good for {settings.webhook_tolerance_seconds} s: made as you send):
   curl -sS -X POST {web}/api/v1/events/session-completed \\
     -H 'Content-Type: application/json' \\
-    -H 'X-Needlecare-Signature: {signature}' \\
+    -H "X-Needlecare-Signature: $(.venv/bin/needlecare clinic sign {DEMO_CLINIC_ID} --file {sample})" \\
     --data-binary @{sample}
 A new sample with a fresh session id: .venv/bin/needlecare session sample --out {sample}
 See the first check-in now (a dispatch pass as of when it can go; its link opens the survey):

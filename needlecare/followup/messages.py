@@ -2,6 +2,11 @@
 
 Content is rendered here, at send time, so a corrected template or protocol applies to every
 message not yet sent. Checks are made again here (opt-out, answered, window, quiet hours).
+
+Check-in times in a message are the times the sender will really open them
+(:func:`planning.expected_sends`). Every message also brings the patient's calendar up to date: a
+check-in listed earlier that has moved comes again with a higher SEQUENCE, one that will not be sent in a
+``METHOD:CANCEL`` file (see :mod:`needlecare.followup.icalendar`).
 """
 
 from dataclasses import dataclass, field
@@ -15,9 +20,9 @@ from needlecare.core.catalogue import Catalogue
 from needlecare.core.rendering import RenderedEmail, emergency_number, place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import make_token
-from needlecare.followup import aftercare
+from needlecare.followup import aftercare, icalendar, planning
 from needlecare.followup.delivery import Attachment
-from needlecare.followup.icalendar import CheckDate, follow_up_calendar
+from needlecare.followup.icalendar import Announced, CheckDate
 from needlecare.followup.protocol_schema import Step
 from needlecare.followup.protocols import get_protocol
 from needlecare.followup.questions import OPTIONAL, redflag_options
@@ -95,33 +100,127 @@ def _aftercare(
     ctx = aftercare.context(
         aftercare.AftercareInputs(clinic, patient, session), catalogue, now=now, base_url=settings.public_base_url
     )
-    checks = _planned_checks(db, session)
+    listed = _session_checks(db, session)
+    calendar = _calendar(db, n, patient, clinic, listed=listed, now=now, settings=settings)
     ctx.update(
         needled_where=needled_where(ctx["regions"], session.side),
         emergency_number=emergency_number(clinic),
         aftercare_points=protocol.aftercare_points,
-        check_dates=[_local_label(c.starts_at, patient.timezone) + f" — {c.title}" for c in checks],
+        check_dates=calendar.labels,
+        calendar_changes=calendar.changes,
         unsubscribe_url=unsubscribe_url(patient, settings),
     )
+    email = render_email(n.kind, ctx)
+    return Compose(patient.email or "", email, _headers(n, patient, settings), calendar.attachments)
+
+
+def _session_checks(db: Session, session: TreatmentSession) -> list[Contact]:
+    """The planned check-ins an aftercare email lists: the session's own and its episode's."""
+    return list(
+        db.exec(
+            select(Contact)
+            .where(
+                (Contact.session_id == session.id)
+                | ((Contact.episode_id == session.episode_id) & (Contact.scope == "episode")),
+                Contact.status == ContactStatus.PLANNED.value,
+            )
+            .order_by(col(Contact.due_at))
+        ).all()
+    )
+
+
+# A listed check-in counts as moved when its send time changes by this much (less is the same event).
+MOVED_BY = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    labels: list[str]  # the listed check-ins, at the times they will be sent
+    changes: list[str]  # check-ins shown earlier that have moved or will not be sent
+    attachments: list[Attachment]
+
+
+def _calendar(
+    db: Session,
+    n: Notification,
+    patient: Patient,
+    clinic: Clinic,
+    *,
+    listed: list[Contact],
+    now: datetime,
+    settings: Settings,
+) -> Calendar:
+    """The calendar part of a message: ``listed`` check-ins at their real send times, plus every change to
+    what the patient's calendar shows; records what this message attaches."""
+    pid = _id(patient.id)
+    expected = planning.expected_sends(db, pid, now=now, settings=settings)
+    shown = icalendar.announced(db, pid, excluding=n.id)
+    domain = icalendar.installation_domain(settings)
+    publish: list[CheckDate] = []
+    cancel: list[CheckDate] = []
+    written: dict[int, Announced] = {}
+    labels: list[str] = []
+    changes: list[str] = []
+
+    def title(c: Contact) -> str:
+        return get_protocol(c.injury).step(c.step_id).title
+
+    def event(c: Contact, at: datetime, sequence: int) -> CheckDate:
+        return CheckDate(icalendar.event_uid(c.idempotency_key, domain), title(c), at, sequence)
+
+    timed = [(c, expected[c.id].at) for c in listed if c.id in expected and expected[c.id].at is not None]
+    for contact, at in sorted(timed, key=lambda pair: (pair[1], pair[0].id or 0)):
+        if at is None or contact.id is None:  # pragma: no cover - filtered above
+            continue
+        before = shown.get(contact.id)
+        sequence = 0 if before is None else before.sequence + int(_moved(before.starts_at, at))
+        publish.append(event(contact, at, sequence))
+        written[contact.id] = Announced(at, sequence)
+        labels.append(f"{_local_label(at, patient.timezone)} — {title(contact)}")
+        if before is not None and sequence > before.sequence:
+            changes.append(f"{title(contact)}: moved to {_local_label(at, patient.timezone)}")
+    contacts = {c.id: c for c in db.exec(select(Contact).where(Contact.patient_id == pid)).all()}
+    for cid, before in sorted(shown.items(), key=lambda item: (item[1].starts_at or now, item[0])):
+        earlier = contacts.get(cid)
+        if cid in written or before.starts_at is None or earlier is None:
+            continue
+        if earlier.status == ContactStatus.PLANNED.value and cid in expected:
+            at, why = expected[cid].at, expected[cid].not_sent
+        elif earlier.status == ContactStatus.SKIPPED.value:
+            at, why = None, ""
+        else:
+            continue  # sent, answered or expired: the event is in the past
+        if at is None:
+            cancel.append(event(earlier, before.starts_at, before.sequence + 1))
+            written[cid] = Announced(None, before.sequence + 1)
+            was = _local_label(before.starts_at, patient.timezone)
+            changes.append(f"{title(earlier)} ({was}): will not be sent{_NOT_SENT.get(why, '')}")
+        elif _moved(before.starts_at, at):
+            publish.append(event(earlier, at, before.sequence + 1))
+            written[cid] = Announced(at, before.sequence + 1)
+            changes.append(f"{title(earlier)}: moved to {_local_label(at, patient.timezone)}")
+    organizer = clinic.email or settings.mail_from
     attachments = []
-    if checks:
-        ics = follow_up_calendar(checks, clinic_name=clinic.name, now=now)
-        attachments.append(Attachment("follow-up-checks.ics", "text/calendar", ics))
-    return Compose(patient.email or "", render_email(n.kind, ctx), _headers(n, patient, settings), attachments)
+    if publish:
+        ics = icalendar.follow_up_calendar(publish, clinic_name=clinic.name, organizer=organizer, now=now)
+        attachments.append(Attachment(CALENDAR_FILE, "text/calendar", ics))
+    if cancel:
+        ics = icalendar.cancelled_calendar(cancel, clinic_name=clinic.name, organizer=organizer, now=now)
+        attachments.append(Attachment(CANCELLED_FILE, "text/calendar", ics))
+    if written and n.id is not None:
+        icalendar.record_attached(db, n.id, written)
+    return Calendar(labels, changes, attachments)
 
 
-def _planned_checks(db: Session, session: TreatmentSession) -> list[CheckDate]:
-    contacts = db.exec(
-        select(Contact)
-        .where(
-            (Contact.session_id == session.id)
-            | ((Contact.episode_id == session.episode_id) & (Contact.scope == "episode")),
-            Contact.status == ContactStatus.PLANNED.value,
-        )
-        .order_by(col(Contact.due_at))
-    ).all()
-    protocol = get_protocol(session.injury)
-    return [CheckDate(c.idempotency_key, protocol.step(c.step_id).title, c.due_at) for c in contacts]
+CALENDAR_FILE, CANCELLED_FILE = "follow-up-checks.ics", "cancelled-checks.ics"
+_NOT_SENT = {
+    planning.SUPERSEDED: " (your newer session has its own check-ins)",
+    planning.WINDOW_CLOSES: " (it could not be sent in time)",
+}
+
+
+def _moved(before: datetime | None, at: datetime) -> bool:
+    return before is None or abs(at - before) >= MOVED_BY
 
 
 def _survey(
@@ -146,6 +245,7 @@ def _survey(
         contact.window_closes_at,
         settings.secret_key.get_secret_value(),
     )
+    calendar = _calendar(db, n, patient, clinic, listed=[], now=now, settings=settings)
     ctx = {
         "first_name": patient.first_name,
         "clinic": {"name": clinic.name, "phone": clinic.phone, "email": clinic.email},
@@ -157,8 +257,10 @@ def _survey(
         "survey_url": f"{settings.public_base_url.rstrip('/')}/s/{token}",
         "closes_label": _local_label(contact.window_closes_at, patient.timezone),
         "unsubscribe_url": unsubscribe_url(patient, settings),
+        "calendar_changes": calendar.changes,
     }
-    return Compose(patient.email or "", render_email("survey", ctx), _headers(n, patient, settings))
+    email = render_email("survey", ctx)
+    return Compose(patient.email or "", email, _headers(n, patient, settings), calendar.attachments)
 
 
 def _local_label(moment: datetime, tz: str) -> str:

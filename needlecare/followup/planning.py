@@ -4,16 +4,25 @@ Per session, in one transaction: claim the session (``planned_at``), attach it t
 injury episode (a new one when none is open), write the aftercare notice row, and one contact row
 per protocol step — session steps for every session, episode steps when the session opens an
 episode. Every row has a unique key, so planning twice writes nothing twice.
+
+:func:`expected_sends` says when each planned check-in of a patient will really go out: its due time
+moved by the sender's own rules (quiet hours, one survey per patient per local day, superseded by a
+newer session, window closing first), so calendars and emails show the time the message is sent.
 """
 
+import heapq
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from models import Contact, ContactStatus, Episode, Notification, NotificationStatus, TreatmentSession
+from models import Contact, ContactStatus, Episode, Notification, NotificationStatus, Patient, TreatmentSession
+from needlecare.core import clock
+from needlecare.core.settings import Settings
 from needlecare.core.sql import insert_ignore
+from needlecare.followup import dispatch
 from needlecare.followup.protocols import get_protocol
 
 AFTERCARE = "aftercare"
@@ -152,3 +161,59 @@ def plan_all(db: Session, *, now: datetime, batch: int = 200) -> int:
         total += planned
         if planned < batch:
             return total
+
+
+# ---- When planned check-ins will really be sent --------------------------------------------------------
+
+SUPERSEDED, WINDOW_CLOSES = "superseded", "window_closes"
+
+
+@dataclass(frozen=True)
+class ExpectedSend:
+    """When a planned check-in will go: ``at`` (None: it will not be sent, ``not_sent`` says why: superseded
+    by a newer session, or its window closes before the next allowed time)."""
+
+    contact_id: int
+    step_id: str
+    at: datetime | None
+    not_sent: str = ""
+
+
+def expected_sends(db: Session, patient_id: int, *, now: datetime, settings: Settings) -> dict[int, ExpectedSend]:
+    """Every planned check-in of the patient → when the sender will open it, as of ``now``.
+
+    The sender's passes are replayed in order: a check-in goes at its due time (or now, if overdue), moved
+    past quiet hours by ``clock.next_allowed`` and to the next day by ``clock.start_of_next_day`` when another
+    check-in went (or will go) that local day; at one moment safety checks go first, as in
+    :func:`dispatch.dispatch_due`. Superseded check-ins (``dispatch._superseded``) and those whose window
+    closes first are not sent. Assumes the sender runs continuously (a late pass sends later)."""
+    patient = db.get(Patient, patient_id)
+    tz = patient.timezone if patient is not None else "UTC"
+    start, end = settings.quiet_hours_start, settings.quiet_hours_end
+    contacts = db.exec(select(Contact).where(Contact.patient_id == patient_id)).all()
+    taken = {clock.local_date(c.sent_at, tz) for c in contacts if c.sent_at is not None}
+    out: dict[int, ExpectedSend] = {}
+    queue: list[tuple[datetime, bool, datetime, int]] = []
+    by_id: dict[int, Contact] = {}
+    for contact in contacts:
+        if contact.status != ContactStatus.PLANNED.value or contact.id is None:
+            continue
+        if contact.scope == "session" and dispatch._superseded(db, contact):
+            out[contact.id] = ExpectedSend(contact.id, contact.step_id, None, SUPERSEDED)
+            continue
+        by_id[contact.id] = contact
+        heapq.heappush(queue, (max(contact.due_at, now), not contact.safety, contact.due_at, contact.id))
+    while queue:
+        at, not_safety, _due, cid = heapq.heappop(queue)
+        contact = by_id[cid]
+        moved = clock.next_allowed(at, tz, start, end)
+        if moved == at and clock.local_date(at, tz) in taken:
+            moved = clock.start_of_next_day(at, tz, end)
+        if moved >= contact.window_closes_at or at >= contact.window_closes_at:
+            out[cid] = ExpectedSend(cid, contact.step_id, None, WINDOW_CLOSES)
+        elif moved != at:
+            heapq.heappush(queue, (moved, not_safety, moved, cid))  # a deferral moves due_at too
+        else:
+            taken.add(clock.local_date(at, tz))
+            out[cid] = ExpectedSend(cid, contact.step_id, at)
+    return out

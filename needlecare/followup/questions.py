@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from models.survey import RECALL_COLUMNS, PainRecall
 from needlecare.followup.protocol_schema import QUESTION_IDS, Protocol, Step
 
 NONE_OF_THESE = "none"
@@ -47,6 +48,19 @@ REDFLAGS: dict[str, str] = {
 BSI_ONLY = frozenset({"new_focal_bone_pain", "night_pain", "pain_walking", "pain_hopping"})
 # Shown to everyone: a general medical red flag even after lower-limb-only needling (domain.md §6 R1/R2).
 BREATHING = frozenset({"breathless", "chest_pain", "pain_on_breathing"})
+# The nerve items (domain.md §3.3, §6 R6) and the two follow-ups asked when one of them is ticked: R6 is an
+# emergency when the symptom is getting worse or stops the patient walking (§3.3: "emergency if weakness is
+# severe or getting worse"; §6 R6). Ticked follow-ups are stored in the red-flag answer beside the items;
+# they are not checklist items themselves (not counted, never offered without a nerve item).
+NERVE = frozenset({"new_numbness", "new_tingling", "new_weakness", "foot_drop"})
+NERVE_FOLLOW_UPS: dict[str, str] = {
+    "nerve_getting_worse": "The numbness, pins and needles or weakness is getting worse",
+    "nerve_cannot_walk": "Cannot walk normally because of the numbness, pins and needles or weakness",
+}
+NERVE_FOLLOW_UP_ALONE = (
+    "You ticked that it is getting worse or that you cannot walk normally: also tick which of new numbness, "
+    "pins and needles, weakness or a dragging foot you have."
+)
 
 Bruise = Literal["none", "small", "large", "spreading"]
 BRUISE_OPTIONS: dict[str, str] = {
@@ -79,6 +93,24 @@ PSFS_MAX_ACTIVITIES = 5
 PSFS_ACTIVITY_MAX = 80
 FREE_TEXT_MAX = 2000
 
+# Each 0-10 score, the recall period it is asked with and its question (domain.md §2: always store the recall).
+# nprs_usual is compared with the episode baseline (usual pain over the last 24 h, models.survey
+# BASELINE_PAIN_RECALL) by rules R9, R14, R17 and the outcome figures, so it is asked with that same recall;
+# nprs_worst (worst over 24 h) feeds R8. The survey page, the FHIR Questionnaire and the stored *_recall
+# columns all take the recall and the words from here.
+PAIN_RECALL: dict[str, PainRecall] = {
+    "nprs_usual": PainRecall.AVERAGE_24H,
+    "nprs_worst": PainRecall.WORST_24H,
+    "soreness": PainRecall.NOW,
+    "run_pain": PainRecall.DURING_RUN,
+}
+PAIN_QUESTIONS: dict[str, str] = {
+    "nprs_usual": "On average over the last 24 hours, how much has your injury hurt?",
+    "nprs_worst": "What was the worst pain from your injury in the last 24 hours?",
+    "soreness": "How sore are the spots where the needles went in?",
+    "run_pain": "If you ran: how much did your injury hurt during the run?",
+}
+
 # Required unless listed here. rom: the patient may skip the self-test. run_pain: only when ran is yes.
 OPTIONAL = frozenset({"free_text", "rom", "run_pain"})
 
@@ -91,7 +123,9 @@ MESSAGES: dict[str, str] = {
     "to +7 (a very great deal better).",
     "psfs": f"Rate 1 to {PSFS_MAX_ACTIVITIES} activities, each with a name (up to {PSFS_ACTIVITY_MAX} characters) "
     "and a score from 0 (unable to do it) to 10 (as well as before the injury).",
-    "redflags": "Tick each one that applies, or tick only 'None of these'.",
+    "redflags": "Tick each one that applies, or tick only 'None of these'. With new numbness, pins and needles, "
+    "weakness or foot drop, also tick nerve_getting_worse if it is getting worse and nerve_cannot_walk if you "
+    "cannot walk normally.",
     "fainted": "Answer yes or no.",
     "ran": "Answer yes or no.",
     "run_pain": "Choose a whole number from 0 (no pain) to 10 (worst pain imaginable) for pain during your run.",
@@ -140,8 +174,30 @@ class SurveyAnswers(BaseModel):
 
     @property
     def ticked_redflags(self) -> list[str]:
-        """Red flag ids ticked ("none" removed)."""
-        return [flag for flag in self.redflags if flag != NONE_OF_THESE]
+        """Checklist red flag ids ticked ("none" and the nerve follow-ups removed)."""
+        return [flag for flag in self.redflags if flag != NONE_OF_THESE and flag not in NERVE_FOLLOW_UPS]
+
+    @property
+    def getting_worse(self) -> bool | None:
+        """The nerve symptom is getting worse: None unless a nerve item was ticked (the follow-up was not asked)."""
+        return self._follow_up("nerve_getting_worse")
+
+    @property
+    def cannot_walk(self) -> bool | None:
+        """The nerve symptom stops normal walking: None unless a nerve item was ticked."""
+        return self._follow_up("nerve_cannot_walk")
+
+    def _follow_up(self, key: str) -> bool | None:
+        if not NERVE.intersection(self.redflags):
+            return None
+        return key in self.redflags
+
+    def recalls(self) -> dict[str, str | None]:
+        """The ``*_recall`` column of each stored 0-10 score: its :data:`PAIN_RECALL`, or None when unanswered."""
+        return {
+            column: None if getattr(self, score) is None else PAIN_RECALL[score].value
+            for score, column in RECALL_COLUMNS.items()
+        }
 
 
 def redflag_options(injury: str, regions_needled: list[str] | None = None) -> dict[str, str]:
@@ -190,9 +246,12 @@ def validate_answers(
 
     if "redflags" in values:
         allowed = redflag_options(protocol.injury, regions_needled)
-        unknown = [flag for flag in values["redflags"] if flag != NONE_OF_THESE and flag not in allowed]
+        flags = values["redflags"]
+        unknown = [f for f in flags if f != NONE_OF_THESE and f not in allowed and f not in NERVE_FOLLOW_UPS]
         if unknown:
             errors["redflags"] = f"Unknown item(s): {', '.join(unknown[:5])}. " + MESSAGES["redflags"]
+        elif NERVE_FOLLOW_UPS.keys() & set(flags) and not NERVE & set(flags):
+            errors["redflags"] = NERVE_FOLLOW_UP_ALONE
     if "run_pain" in asked and "run_pain" not in errors:
         ran = values.get("ran")
         if ran is True and "run_pain" not in values and "ran" in asked:
@@ -211,7 +270,8 @@ def lenient_answers(data: dict[str, Any]) -> SurveyAnswers:
     flag must still show its advice at once (domain.md §6). Anything unreadable is left out.
     """
     flags = data.get("redflags")
-    redflags = [f for f in flags if isinstance(f, str) and f in REDFLAGS] if isinstance(flags, list) else []
+    known = REDFLAGS.keys() | NERVE_FOLLOW_UPS.keys()
+    redflags = [f for f in flags if isinstance(f, str) and f in known] if isinstance(flags, list) else []
     bruise = data.get("bruise")
     worst: int | None
     try:

@@ -16,9 +16,12 @@ from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.catalogue import Catalogue, get_catalogue
 from needlecare.core.jsonin import JsonInputError, load_json
+from needlecare.intake.bsi_sites import BsiSites, get_bsi_sites
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
 OLDEST_ACCEPTED = timedelta(days=366)
+BSI = "bone_stress_injury"
+BSI_FIELDS = ("bsi_site", "bsi_site_code", "bsi_risk_class", "mri_grade", "cleared_to_hop")
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,32 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
                         ("baseline", "rom", "value"), f"{rom.value} {m.unit} is outside {m.min:g} to {m.max:g} {m.unit}"
                     )
                 )
+    problems += _bone_stress_problems(body, get_bsi_sites())
     if problems:
         raise InvalidSession(problems)
     return body
+
+
+def _bone_stress_problems(body: SessionCompleted, sites: BsiSites) -> list[Problem]:
+    """The domain.md §1.3 fields: only for a bone stress injury, a known site code, a class that agrees."""
+    given = [name for name in BSI_FIELDS if getattr(body, name) is not None]
+    if given and body.injury != BSI:
+        return [Problem((name,), f"only for injury '{BSI}'; leave it out for {body.injury[:64]}") for name in given]
+    code = body.bsi_site_code
+    if code is None:
+        return []
+    site = sites.sites.get(code)
+    if site is None:
+        return [Problem(("bsi_site_code",), f"unknown site code '{code}'; allowed: {', '.join(sites.sites)}")]
+    if body.bsi_risk_class is not None and body.bsi_risk_class != site.risk_class:
+        return [
+            Problem(
+                ("bsi_risk_class",),
+                f"'{body.bsi_risk_class}' contradicts bsi_site_code '{code}' ({site.name}), a {site.risk_class}-risk "
+                "site; send the class that matches the site",
+            )
+        ]
+    return []
 
 
 def _unknown_names(injury: object, regions: object, catalogue: Catalogue) -> list[Problem]:
@@ -208,6 +234,11 @@ def _insert(db: Session, body: SessionCompleted, *, actor: str) -> int:
         baseline_pain_nprs=body.baseline.pain_nprs,
         baseline_rom_measure=rom.measure if rom else None,
         baseline_rom_value=rom.value if rom else None,
+        bsi_site=body.bsi_site,
+        bsi_site_code=body.bsi_site_code,
+        bsi_risk_class=body.bsi_risk_class,
+        mri_grade=body.mri_grade,
+        cleared_to_hop=body.cleared_to_hop,
         received_at=now,
     )
     db.add(session)

@@ -16,7 +16,29 @@ from needlecare.intake.clinics import add_clinic
 DEMO_CLINIC_ID = "riverside-physio"
 
 
-def sample_event(clinic_id: str = DEMO_CLINIC_ID, external_session_id: str | None = None) -> dict[str, Any]:
+# The optional bone stress injury fields (domain.md §1.3) of the contract, as a clinic would send them.
+BONE_STRESS_FIELDS: dict[str, Any] = {
+    "injury": "bone_stress_injury",
+    "regions_needled": ["calf"],
+    "muscles_needled": ["soleus"],
+    "baseline": {"pain_nprs": 4},
+    "bsi_site": "Front of the left shin, mid third",
+    "bsi_site_code": "anterior_tibia",
+    "bsi_risk_class": "high",
+    "mri_grade": 2,
+    "cleared_to_hop": False,
+}
+
+
+def sample_event(
+    clinic_id: str = DEMO_CLINIC_ID, external_session_id: str | None = None, *, bone_stress: bool = False
+) -> dict[str, Any]:
+    """A valid body; ``bone_stress=True`` gives a bone stress injury session with the §1.3 fields."""
+    event = _achilles_event(clinic_id, external_session_id)
+    return {**event, **BONE_STRESS_FIELDS} if bone_stress else event
+
+
+def _achilles_event(clinic_id: str, external_session_id: str | None) -> dict[str, Any]:
     completed = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)
     return {
         "clinic_id": clinic_id,

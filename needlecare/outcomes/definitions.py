@@ -17,12 +17,17 @@ Definitions (domain.md §5.1; where domain.md marks a rule [E] it is a design pr
   for ``outcome_*``) and as distinct patients (a patient counts as answered when any of their contacts of
   that step was answered). ``StepRow.response_rate`` is the contact rate; it stands beside every figure of
   the row.
-- **Paired pain change** = ``survey_response.nprs_usual - episode.baseline_pain_nprs`` (both present, contact
-  answered): negative = better. Mean with 95 % t-interval, SD, median and quartiles (linear interpolation,
-  numpy's default and PostgreSQL's ``percentile_cont``; done with ``row_number``/``count`` windows so SQLite
-  gives the same number). n = paired answers; for the session-scoped checks a patient with several sessions
-  contributes one pair per session (answers treated as independent: the interval is then too narrow; the
-  number of distinct patients is reported beside n).
+- **Like recall only.** The baseline is usual pain over the last 24 h (``PAIN_RECALL``, domain.md §2), and
+  every pain figure below (paired change, responders, headline, time to recovery, the trajectory's pain
+  series) uses only follow-up scores asked with that same recall (``survey_response.nprs_usual_recall =
+  'average_24h'``). Scores asked with another recall (pain "right now", marked ``now`` by migration 0009) are
+  left out of them, never mixed in.
+- **Paired pain change** = ``survey_response.nprs_usual - episode.baseline_pain_nprs`` (both present, same
+  recall, contact answered): negative = better. Mean with 95 % t-interval, SD, median and quartiles (linear
+  interpolation, numpy's default and PostgreSQL's ``percentile_cont``; done with ``row_number``/``count``
+  windows so SQLite gives the same number). n = paired answers; for the session-scoped checks a patient with
+  several sessions contributes one pair per session (answers treated as independent: the interval is then too
+  narrow; the number of distinct patients is reported beside n).
 - **Pain responder** = drop >= 2 points **and** >= 30 % of baseline (domain.md §2 proposed rule [E], Farrar
   2001), integer arithmetic in SQL (``10 * drop >= 3 * baseline``). Share with a Wilson 95 % CI.
 - **Headline** (across injuries): each patient once, at their latest answered outcome survey with a paired pain
@@ -56,6 +61,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from models.contact import ContactStatus
+from models.survey import BASELINE_PAIN_RECALL
 
 DUE_STATUSES = (ContactStatus.SENT.value, ContactStatus.ANSWERED.value, ContactStatus.EXPIRED.value)
 ANSWERED = ContactStatus.ANSWERED.value
@@ -64,6 +70,8 @@ STEP_ORDER = ("baseline", "check_24h", "check_72h", "check_7d", "outcome_4wk", "
 """Display order of the default protocol's steps (protocols/default.toml); other step ids sort after, by name."""
 BASELINE = "baseline"
 PAIN = "nprs_usual"
+PAIN_RECALL = BASELINE_PAIN_RECALL
+"""The recall period of the baseline, and so of every follow-up pain score compared with it."""
 ALL_RULES = "all"
 THRESHOLD_SLACK = 1e-9
 BRUISES = ("small", "large", "spreading")

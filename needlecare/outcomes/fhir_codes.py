@@ -1,9 +1,9 @@
 """The vocabulary of the FHIR export: code systems and codes, UCUM units, the wording of the survey questions,
 FHIR ids and the canonical URLs of the Questionnaires.
 
-Pain ratings carry LOINC 72514-3 (verified, shared/domain.md §2) plus a local code saying which pain (now, worst
-in 24 h, during a run); everything else has local codes in ``MEASURES_SYSTEM`` only: GROC has no LOINC code, the
-PSFS and LEFS codes found are unverified (domain.md §1.4, §2), post-needling soreness is
+Pain ratings carry LOINC 72514-3 (verified, shared/domain.md §2) plus a local code saying which pain (usual over
+24 h, worst in 24 h, during a run); everything else has local codes in ``MEASURES_SYSTEM`` only: GROC has no
+LOINC code, the PSFS and LEFS codes found are unverified (domain.md §1.4, §2), post-needling soreness is
 ``post_needling_soreness_nrs`` and self-tests use their catalogue measure slugs, with UCUM units where one fits.
 """
 
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from needlecare.followup.protocol_schema import Protocol, Step
-from needlecare.followup.questions import GROC_LABELS
+from needlecare.followup.questions import GROC_LABELS, PAIN_QUESTIONS
 
 FHIR_BASE = "https://needlecare.example/fhir"
 MEASURES_SYSTEM = f"{FHIR_BASE}/CodeSystem/measures"
@@ -24,6 +24,7 @@ UCUM = "http://unitsofmeasure.org"
 PAIN_NRS_LOINC = "72514-3"
 PAIN_NRS_DISPLAY = "Pain severity - 0-10 verbal numeric rating [Score] - Reported"
 SORENESS_CODE = "post_needling_soreness_nrs"
+NPRS_NOW = "nprs_now"
 # Catalogue units → UCUM. A unit missing here is exported as text only.
 UCUM_UNITS: dict[str, str] = {"cm": "cm", "deg": "deg", "s": "s", "reps": "{reps}", "0-10": "{score}"}
 
@@ -33,8 +34,8 @@ NOT_EXPORTED = frozenset({"free_text"})
 # The wording of the survey form (templates/web/survey.html.j2), with the scale anchors.
 _SCALE = "0 = no pain, 10 = worst pain imaginable"
 QUESTION_TEXT: dict[str, str] = {
-    "nprs_usual": f"How much does your injury hurt right now? ({_SCALE})",
-    "nprs_worst": f"What was the worst pain from your injury in the last 24 hours? ({_SCALE})",
+    "nprs_usual": f"{PAIN_QUESTIONS['nprs_usual']} ({_SCALE})",
+    "nprs_worst": f"{PAIN_QUESTIONS['nprs_worst']} ({_SCALE})",
     "soreness": "How sore are the spots where the needles went in? (0 = no soreness, 10 = worst soreness imaginable)",
     "bruise": "Do you have a bruise where the needles went in?",
     "groc15": "Compared with {anchor}, how is your injury now?",
@@ -44,7 +45,7 @@ QUESTION_TEXT: dict[str, str] = {
     "redflags": "Since your session, have you had any of these?",
     "fainted": "Did you faint, or feel faint, during or after the session?",
     "ran": "Have you been for a run since your last session or check-in?",
-    "run_pain": f"If you ran: how much did your injury hurt during the run? ({_SCALE})",
+    "run_pain": f"{PAIN_QUESTIONS['run_pain']} ({_SCALE})",
 }
 # Integer answers and their inclusive ranges (needlecare.followup.questions checks the same).
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -79,7 +80,9 @@ class Measure:
 
 
 MEASURES: dict[str, Measure] = {
-    "nprs_usual": Measure("nprs_usual", "Injury pain now, 0-10 numeric rating", pain_nrs=True),
+    "nprs_usual": Measure("nprs_usual", "Usual injury pain over the last 24 hours, 0-10 numeric rating", pain_nrs=True),
+    # nprs_usual answers stored before migration 0009 were asked "right now": a code of their own, never mixed in.
+    NPRS_NOW: Measure(NPRS_NOW, "Injury pain right now, 0-10 numeric rating", pain_nrs=True),
     "nprs_worst": Measure("nprs_worst", "Worst injury pain in the last 24 hours, 0-10 numeric rating", pain_nrs=True),
     "run_pain": Measure("run_pain", "Injury pain during a run, 0-10 numeric rating", pain_nrs=True),
     "soreness": Measure(SORENESS_CODE, "Post-needling soreness at the needle sites, 0-10 numeric rating"),

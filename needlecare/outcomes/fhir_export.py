@@ -1,4 +1,4 @@
-"""FHIR R4 export of one clinic's follow-up data: Questionnaires, QuestionnaireResponses and Observations.
+"""FHIR R4 export of one clinic's follow-up data: Questionnaires, QuestionnaireResponses, Observations and Patients.
 
 The resources are built and validated with the R4B models of ``fhir.resources`` (FHIR 4.3.0): the package
 ships R5 (default), R4B and STU3 but no R4, and R4B's changes from R4 lie elsewhere (medication definition,
@@ -7,12 +7,14 @@ written as NDJSON, one file per resource type, for a bulk import elsewhere.
 
 The Questionnaires of every protocol step come from ``needlecare.outcomes.fhir_questionnaire``; a
 QuestionnaireResponse per stored survey answer and an Observation per scored answer from
-``needlecare.outcomes.fhir_responses``.
+``needlecare.outcomes.fhir_responses``; a Patient per patient those reference from
+``needlecare.outcomes.fhir_patients``, so every reference resolves inside the export.
 
-What leaves the app: the patient is ``Patient/<internal id>`` and nothing else — no name, email, phone,
-time zone or the clinic's own patient number. Free text is never exported: neither the "anything else"
-box (``free_text``, not even read from the database) nor the names patients give their PSFS activities
-(only the scores). Both may name people or places. The Questionnaires therefore leave those questions out.
+What leaves the app: the patient is ``Patient/<internal id>``, and its Patient resource holds that id as its only
+identifier — no name, email, phone, time zone or the clinic's own patient number, unless the caller asks for
+them (:class:`~needlecare.outcomes.fhir_patients.PatientFields`). Free text is never exported: neither the
+"anything else" box (``free_text``, not even read from the database) nor the names patients give their PSFS
+activities (only the scores). Both may name people or places. The Questionnaires therefore leave those questions out.
 
 Responses are read in keyset-paginated batches; every file is written to a temporary file in the output
 directory and renamed into place only when all of them are complete, so a failed export leaves the
@@ -31,9 +33,10 @@ from sqlalchemy import func
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from models import Clinic, Contact, Episode, SurveyResponse
+from models import Clinic, Contact, ContactStatus, Episode, SurveyResponse
 from needlecare.core.catalogue import get_catalogue
 from needlecare.followup.protocols import get_protocols
+from needlecare.outcomes.fhir_patients import PatientFields, iter_patients
 from needlecare.outcomes.fhir_questionnaire import build_questionnaires
 from needlecare.outcomes.fhir_responses import ResponseRow, build_observations, build_response
 
@@ -41,6 +44,7 @@ FILES: dict[str, str] = {
     "Questionnaire": "Questionnaire.ndjson",
     "QuestionnaireResponse": "QuestionnaireResponse.ndjson",
     "Observation": "Observation.ndjson",
+    "Patient": "Patient.ndjson",
 }
 
 
@@ -71,6 +75,7 @@ class ExportCounts:
     questionnaires: int = 0
     responses: int = 0
     observations: int = 0
+    patients: int = 0
     older_versions: int = 0
 
     def by_type(self) -> dict[str, int]:
@@ -78,6 +83,7 @@ class ExportCounts:
             "Questionnaire": self.questionnaires,
             "QuestionnaireResponse": self.responses,
             "Observation": self.observations,
+            "Patient": self.patients,
         }
 
 
@@ -89,18 +95,21 @@ def check_clinic(db: Session, clinic_id: str) -> None:
 
 
 def count_responses(db: Session, clinic_id: str) -> int:
-    """How many survey responses the clinic has (for a progress bar)."""
+    """How many answered survey responses the clinic has (for a progress bar)."""
     query = (
         select(func.count())
         .select_from(SurveyResponse)
+        .join(Contact, col(Contact.id) == col(SurveyResponse.contact_id))
         .join(Episode, col(Episode.id) == col(SurveyResponse.episode_id))
-        .where(Episode.clinic_id == clinic_id)
+        .where(Episode.clinic_id == clinic_id, Contact.status == ContactStatus.ANSWERED.value)
     )
     return int(db.exec(query).one())
 
 
 def iter_responses(db: Session, clinic_id: str, *, batch_size: int = 500) -> Iterator[list[ResponseRow]]:
-    """The clinic's responses by id, in batches (keyset pagination: no long-open cursor, bounded memory).
+    """The clinic's answered responses by id, in batches (keyset pagination: no long-open cursor, bounded memory).
+    A partial answer (the red flags of a form sent back with errors, its check-in still open) is not exported:
+    it is not a completed QuestionnaireResponse.
 
     ``free_text`` is deferred with raiseload, so reading it here would fail instead of leaking.
     """
@@ -110,7 +119,11 @@ def iter_responses(db: Session, clinic_id: str, *, batch_size: int = 500) -> Ite
             select(SurveyResponse, Contact.protocol_version)
             .join(Contact, col(Contact.id) == col(SurveyResponse.contact_id))
             .join(Episode, col(Episode.id) == col(SurveyResponse.episode_id))
-            .where(Episode.clinic_id == clinic_id, col(SurveyResponse.id) > after)
+            .where(
+                Episode.clinic_id == clinic_id,
+                Contact.status == ContactStatus.ANSWERED.value,
+                col(SurveyResponse.id) > after,
+            )
             .order_by(col(SurveyResponse.id))
             .limit(batch_size)
             .options(defer(SurveyResponse.free_text, raiseload=True))  # type: ignore[arg-type]
@@ -159,8 +172,12 @@ def export_clinic(
     progress: Callable[[int], None] | None = None,
     *,
     batch_size: int = 500,
+    patient_fields: PatientFields | None = None,
 ) -> ExportCounts:
-    """Write the clinic's Questionnaire, QuestionnaireResponse and Observation NDJSON files into ``out_dir``.
+    """Write the clinic's Questionnaire, QuestionnaireResponse, Observation and Patient NDJSON files into ``out_dir``.
+
+    One Patient per patient the responses and observations reference; ``patient_fields`` says what it holds
+    beyond its id and identifier (nothing, by default).
 
     ``progress`` is called with the number of responses written since its last call. Raises
     ``UnknownClinic``, ``OutDirNotWritable`` or ``ExportError`` (nothing is left in ``out_dir`` then), or
@@ -172,6 +189,7 @@ def export_clinic(
     questionnaires = build_questionnaires(protocols)
     exported_versions = {(str(q.url), str(q.version)) for q in questionnaires}
     counts = ExportCounts()
+    referenced: set[int] = set()
     _prepare(out_dir)
     try:
         with _atomic_files(out_dir, list(FILES.values())) as files:
@@ -181,6 +199,7 @@ def export_clinic(
             for batch in iter_responses(db, clinic_id, batch_size=batch_size):
                 for row in batch:
                     response = build_response(row, protocols)
+                    referenced.add(row.patient_id)
                     _write(files[FILES["QuestionnaireResponse"]], response.json())
                     counts.responses += 1
                     url, _, version = str(response.questionnaire).partition("|")
@@ -190,6 +209,9 @@ def export_clinic(
                         counts.observations += 1
                 if progress is not None:
                     progress(len(batch))
+            for patient in iter_patients(db, referenced, patient_fields or PatientFields(), batch_size=batch_size):
+                _write(files[FILES["Patient"]], patient.json())
+                counts.patients += 1
     except PermissionError as exc:
         raise OutDirNotWritable(f"cannot write to the output directory {out_dir}: {exc.strerror or exc}") from None
     except OSError as exc:

@@ -17,6 +17,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from models import SurveyResponse
+from models.survey import PainRecall
 from needlecare.core.catalogue import Catalogue
 from needlecare.followup.protocol_schema import Protocol, Step
 from needlecare.followup.questions import BRUISE_OPTIONS, NONE_OF_THESE, redflag_options
@@ -26,6 +27,7 @@ from needlecare.outcomes.fhir_codes import (
     INTEGER_RANGES,
     MEASURES,
     MEASURES_SYSTEM,
+    NPRS_NOW,
     QUESTION_TEXT,
     REDFLAG_SYSTEM,
     UCUM,
@@ -60,6 +62,7 @@ class ResponseRow:
     protocol_version: str
     submitted_at: datetime
     nprs_usual: int | None = None
+    nprs_usual_recall: str | None = None
     nprs_worst: int | None = None
     soreness: int | None = None
     bruise: str | None = None
@@ -88,6 +91,7 @@ class ResponseRow:
             protocol_version=protocol_version,
             submitted_at=response.submitted_at,
             nprs_usual=response.nprs_usual,
+            nprs_usual_recall=response.nprs_usual_recall,
             nprs_worst=response.nprs_worst,
             soreness=response.soreness,
             bruise=response.bruise,
@@ -197,6 +201,8 @@ def build_observations(row: ResponseRow, catalogue: Catalogue) -> list[Observati
     for question in ("nprs_usual", "nprs_worst", "run_pain", "soreness", "groc15"):
         value = getattr(row, question)
         if value is not None:
+            if question == "nprs_usual" and row.nprs_usual_recall == PainRecall.NOW:
+                question = NPRS_NOW  # asked "right now" (before migration 0009), not over 24 h
             measure = MEASURES[question]
             code = {"coding": measure_codings(question), "text": measure.display}
             observations.append(_observation(row, measure.code, code, {"valueInteger": value}))

@@ -2,10 +2,11 @@
 
 **Definition.** Among the cohort's patients (``needlecare.outcomes.definitions`` cohort and owner rules), take each
 patient's *latest paired outcome answer*: the answered outcome survey (a contact of ``scope = "episode"``) with a
-usual-pain answer whose episode has a baseline pain score, latest by ``submitted_at`` (then by answer id). Each
-patient counts once, at that answer, whichever injury or time point it belongs to. A patient *improved* when
-that answer meets the pain responder rule (drop >= 2 points and >= 30 % of the episode's baseline; domain.md §2
-proposed rule [E], Farrar 2001), the same rule as the per-injury responder rates.
+usual-pain answer of the baseline's recall period (``statements.like_recall``) whose episode has a baseline
+pain score, latest by ``submitted_at`` (then by answer id). Each patient counts once, at that answer, whichever
+injury or time point it belongs to. A patient *improved* when that answer meets the pain responder rule (drop
+>= 2 points and >= 30 % of the episode's baseline; domain.md §2 proposed rule [E], Farrar 2001), the same rule
+as the per-injury responder rates.
 
 - n = patients with such an answer; responders = those who improved; share with a Wilson 95 % CI
   (``needlecare.outcomes.stats.wilson``, as every responder rate of the report).
@@ -38,7 +39,7 @@ from needlecare.outcomes.filters import (
 )
 from needlecare.outcomes.finishing import answer_split
 from needlecare.outcomes.results import Headline, HeadlineRaw
-from needlecare.outcomes.statements import pain_responder
+from needlecare.outcomes.statements import like_recall, pain_responder
 from needlecare.outcomes.suppression import (
     Figure,
     Reason,
@@ -62,7 +63,7 @@ def headline_pairs_stmt(f: Filters) -> Select[Any]:
     ranked = (
         select(
             sr.patient_id.label("patient_id"),
-            flag(pain_responder(e.baseline_pain_nprs, sr.nprs_usual)).label("responder"),
+            flag(pain_responder(e.baseline_pain_nprs, sr.nprs_usual, sr.nprs_usual_recall)).label("responder"),
             func.row_number()
             .over(partition_by=sr.patient_id, order_by=(sr.submitted_at.desc(), sr.id.desc()))
             .label("rn"),
@@ -74,6 +75,7 @@ def headline_pairs_stmt(f: Filters) -> Select[Any]:
             c.scope == OUTCOME_SCOPE,
             c.status == ANSWERED,
             sr.nprs_usual.is_not(None),
+            like_recall(sr.nprs_usual_recall),
             e.baseline_pain_nprs.is_not(None),
         )
         .subquery("latest")

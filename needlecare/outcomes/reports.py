@@ -28,6 +28,8 @@ from needlecare.core.catalogue import get_catalogue
 from needlecare.outcomes.compute import compute_outcomes
 from needlecare.outcomes.definitions import MEASURE_RULES, PAIN
 from needlecare.outcomes.filters import Filters
+from needlecare.outcomes.report_cells import build_cells
+from needlecare.outcomes.report_protect import protect
 from needlecare.outcomes.results import OutcomeReport, TrajectoryPoint
 from needlecare.outcomes.trajectory import step_rates, trajectory
 from needlecare.safety.clinic_config import ReportPolicy, config_of
@@ -173,6 +175,8 @@ def build_report(
     }
     outcomes = compute_outcomes(db, clinic_id, **kwargs)
     points = trajectory(db, clinic_id, **kwargs, rates=step_rates(outcomes))
+    # Hide what the printed figures would let anyone work out (needlecare.outcomes.report_protect).
+    outcomes, points = protect((outcomes, points), policy, build_cells)
     measures = sorted({c.measure for r in outcomes.rows for c in r.rom} | {p.measure for p in points} - {PAIN})
     return ReportData(
         clinic_id=clinic.id,
@@ -300,9 +304,12 @@ def definitions(policy: ReportPolicy, measures: Iterable[str] = ()) -> tuple[Def
             "Small numbers",
             f"Counts from 1 to {policy.min_count_shown - 1} are shown as '{small}' (0 is shown); a second cell is "
             "hidden ('suppressed') where a total would give a hidden count back, and so is any percentage built "
-            f"on a hidden count. Means, medians and responder rates need at least {policy.min_paired} paired "
-            "answers, otherwise they read 'insufficient data'. A hidden figure is left empty in the CSV and JSON "
-            "files too.",
+            "on a hidden count. Every figure shown is also read as an equation (totals and differences, a share "
+            "with its interval, a rate times its sessions, a mean with its SD and interval, the n printed beside a "
+            "figure): further cells, and the statistics and n that would give one back, are hidden until no "
+            f"hidden count can be worked out. Means, medians and responder rates need at least {policy.min_paired} "
+            "paired answers, otherwise they read 'insufficient data'. A hidden figure is left empty in the CSV and "
+            "JSON files too.",
             "CMS cell-size suppression policy; domain.md §5.2 (proposed rule [E])",
         ),
     ]

@@ -25,6 +25,7 @@ from needlecare.outcomes.definitions import (
     MEASURE_RULES,
     NONE_TICKED,
     PAIN,
+    PAIN_RECALL,
     SAFETY_CHECKS,
     SECONDS_PER_DAY,
     THRESHOLD_SLACK,
@@ -88,9 +89,22 @@ def _ticked_default(element: redflag_ticked, compiler: SQLCompiler, **kw: Any) -
     )
 
 
-def pain_responder(baseline: ColumnElement[Any], follow_up: ColumnElement[Any]) -> ColumnElement[bool]:
+def like_recall(recall: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The follow-up pain score was asked with the baseline's recall period (``definitions.PAIN_RECALL``).
+
+    Every pairing with the baseline and every pain series goes through this: a score asked with another
+    recall (pain "right now", stored before revision 0009) is left out, never mixed in."""
+    return recall == PAIN_RECALL.value
+
+
+def pain_responder(
+    baseline: ColumnElement[Any], follow_up: ColumnElement[Any], recall: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """Drop >= 2 points and >= 30 % of the baseline, for a follow-up score of the baseline's recall only."""
     drop = baseline - follow_up
-    return and_(follow_up.is_not(None), baseline.is_not(None), drop >= 2, drop * 10 >= baseline * 3)
+    return and_(
+        follow_up.is_not(None), baseline.is_not(None), like_recall(recall), drop >= 2, drop * 10 >= baseline * 3
+    )
 
 
 def _rom_responder(measure: ColumnElement[Any], change: ColumnElement[Any]) -> ColumnElement[int]:
@@ -147,11 +161,11 @@ def changes_stmt(f: Filters) -> Select[Any]:
             sr.step_id,
             cast(literal(PAIN), String).label("measure"),
             cast(sr.nprs_usual - e.baseline_pain_nprs, Float).label("x"),
-            flag(pain_responder(e.baseline_pain_nprs, sr.nprs_usual)).label("responders"),
+            flag(pain_responder(e.baseline_pain_nprs, sr.nprs_usual, sr.nprs_usual_recall)).label("responders"),
             sr.patient_id,
         )
         .select_from(_answers_from())
-        .where(*where, sr.nprs_usual.is_not(None), e.baseline_pain_nprs.is_not(None))
+        .where(*where, sr.nprs_usual.is_not(None), e.baseline_pain_nprs.is_not(None), like_recall(sr.nprs_usual_recall))
     )
     change = sr.rom_value - e.baseline_rom_value
     rom = (
@@ -273,7 +287,10 @@ def recovery_stmt(f: Filters) -> Select[Any]:
     e, c, sr = EPISODE.c, CONTACT.c, RESPONSE.c
     answered = and_(c.status == ANSWERED, sr.id.is_not(None))
     day = (epoch_seconds(sr.submitted_at) - epoch_seconds(e.started_at)) // SECONDS_PER_DAY
-    improved = or_(pain_responder(e.baseline_pain_nprs, sr.nprs_usual), and_(sr.groc15 >= 4, c.scope == "episode"))
+    improved = or_(
+        pain_responder(e.baseline_pain_nprs, sr.nprs_usual, sr.nprs_usual_recall),
+        and_(sr.groc15 >= 4, c.scope == "episode"),
+    )
     where = [*episode_conditions(f), c.status.in_(DUE_STATUSES)]
     if f.practitioner_id is not None:
         where.append(first_practitioner(e.id) == f.practitioner_id)
@@ -321,7 +338,7 @@ def trajectory_stmt(f: Filters) -> Select[Any]:
         .where(*base_where, e.baseline_rom_value.is_not(None), e.baseline_rom_measure.is_not(None)),
         select(e.injury, sr.step_id, pain_label, cast(sr.nprs_usual, Float).label("x"), sr.patient_id)
         .select_from(_answers_from())
-        .where(*_answer_conditions(f), sr.nprs_usual.is_not(None)),
+        .where(*_answer_conditions(f), sr.nprs_usual.is_not(None), like_recall(sr.nprs_usual_recall)),
         select(
             e.injury, sr.step_id, sr.rom_measure.label("measure"), cast(sr.rom_value, Float).label("x"), sr.patient_id
         )

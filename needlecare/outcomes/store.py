@@ -7,7 +7,8 @@ rows, names or free text).
 
 - :func:`get` / :func:`stamp` read a snapshot (a snapshot that no longer decodes, e.g. written by an older
   version, reads as missing); :func:`put` upserts one in its own transaction (an older report never replaces
-  a newer one); :func:`prune` deletes old ones; :func:`forget` a clinic's (when its reporting rules change).
+  a newer one); :func:`prune` deletes old ones; :func:`forget` a clinic's (when its reporting rules change);
+  :func:`trim` keeps a clinic's other views (custom periods, yesterday's presets) to a bounded number.
 - :func:`standard_views` are the views worth precomputing for a clinic (every preset period of the
   dashboard, all injuries, all practitioners); :func:`refresh` computes and stores a list of views.
 
@@ -21,7 +22,7 @@ import logging
 import math
 import numbers
 import time as timer
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -40,9 +41,10 @@ from needlecare.outcomes.reports import ReportData
 
 log = logging.getLogger("needlecare.outcomes.store")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Written with every snapshot; a snapshot of another version reads as missing, so the dashboard computes it afresh
-(bump it whenever the report gains, loses or changes a field). 2: ``OutcomeReport.headline``."""
+(bump it whenever the report gains, loses or changes a field). 2: ``OutcomeReport.headline``. 3: complementary
+suppression (``report_protect``), recall-matched pain pairs."""
 KEY_MAX_LENGTH = 200
 ANY = "*"
 OPEN = "-"
@@ -248,6 +250,25 @@ def prune(db: Session, older_than: datetime) -> int:
         result = own.exec(delete(ReportSnapshot).where(col(ReportSnapshot.computed_at) < older_than))
         own.commit()
     return int(result.rowcount or 0)
+
+
+def trim(db: Session, clinic_id: str, keep: Collection[str], limit: int) -> int:
+    """Delete the clinic's snapshots, other than the views in ``keep``, beyond the ``limit`` most recently
+    computed (its own transaction); returns how many. Bounds what custom periods asked for by staff store."""
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    with Session(db.get_bind()) as own:
+        extra = own.exec(
+            select(ReportSnapshot.id)
+            .where(ReportSnapshot.clinic_id == clinic_id, col(ReportSnapshot.view_key).not_in(list(keep)))
+            .order_by(col(ReportSnapshot.computed_at).desc(), col(ReportSnapshot.id).desc())
+            .offset(limit)
+        ).all()
+        if not extra:
+            return 0
+        own.exec(delete(ReportSnapshot).where(col(ReportSnapshot.id).in_(list(extra))))
+        own.commit()
+    return len(extra)
 
 
 def forget(db: Session, clinic_id: str) -> int:

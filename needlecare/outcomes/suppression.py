@@ -17,7 +17,11 @@ The rules (all from domain.md §5.2, a proposed product rule [E] adopted from th
    suppressed 1-10 value"; ``hide_small_complements`` turns the complement check off). Rates that are not
    shares of a whole (escalations per 100 sessions, where one session can have several) only check numerator
    and denominator.
-4. **Stability.** A mean change, median, IQR or responder rate is shown only when ``n >= min_paired`` (20)
+4. **Derivation.** Rules 2 and 3 look at one partition at a time; ``needlecare.outcomes.report_protect`` then
+   reads the whole report as a system of equations (every printed n, a share's interval, a rate times its
+   sessions, a mean with its SD and interval, and the relations between counts) and hides further figures until
+   no hidden count of 1-10 can be derived (run by ``needlecare.outcomes.reports.build_report``).
+5. **Stability.** A mean change, median, IQR or responder rate is shown only when ``n >= min_paired`` (20)
    paired answers; below that the figure reads "insufficient data". Kaplan-Meier medians need
    ``km_min_patients`` (20) patients and ``km_min_events`` (10) events (domain.md §5.1, §5.2 rule 2 [E]).
 
@@ -117,7 +121,9 @@ def suppress_partition(cells: Sequence[int], policy: ReportPolicy, *, total_show
         return figures
     nonzero = [i for i in others if cells[i] > 0]
     pick = min(nonzero or others, key=lambda i: (cells[i], i))
-    figures[pick] = hidden(Reason.COMPLEMENTARY, cells[pick], policy)
+    # Its n is the count itself: printed beside it, it would give the hidden cell back.
+    sealed = hidden(Reason.COMPLEMENTARY, cells[pick], policy)
+    figures[pick] = sealed.model_copy(update={"n_shown": None, "n_display": sealed.display})
     return figures
 
 

@@ -40,9 +40,10 @@ def trajectory(
     Absolute values, not paired: each point uses everyone who answered at that step (and the baseline point
     every cohort episode with a baseline), so the points can rest on different patients; the paired changes
     of :func:`~needlecare.outcomes.compute.compute_outcomes` are the figures to judge change by. Same filters
-    and owner rule as there. ``rates``: each step's response rate keyed by (injury, step id), as
-    :func:`step_rates` gives for a ``compute_outcomes`` report of the same filters and policy; without it
-    they are counted here (one more statement).
+    and owner rule as there. The pain series has one recall period throughout, the baseline's
+    (``definitions.PAIN_RECALL``): follow-up scores asked with another recall are not in it. ``rates``: each
+    step's response rate keyed by (injury, step id), as :func:`step_rates` gives for a ``compute_outcomes``
+    report of the same filters and policy; without it they are counted here (one more statement).
     """
     f = make_filters(clinic_id, injury, practitioner_id, since, until)
     conn = db.connection()

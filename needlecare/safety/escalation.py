@@ -7,6 +7,11 @@ stored together: if one is stored, all are (nothing is lost when an event or a f
 
 Exactly once: a case has a unique key (``response:<id>`` or ``missed:<contact id>``) and its alerts unique
 keys (``case:<id>:primary`` / ``case:<id>:backup``); a second evaluation of the same thing finds the key taken.
+
+An answer row may be evaluated more than once: first its red-flag part (``kind="partial"``, a form refused for
+errors elsewhere), then the whole answer. A later evaluation opens no case for rules that a case of the same
+answer already has at the same or a higher tier; rules that are new, or fire at a higher tier, open a case of
+their own (``response:<id>:<evaluation id>``), so new information is alerted and the same flags only once.
 """
 
 from dataclasses import dataclass
@@ -36,8 +41,9 @@ from needlecare.core.sql import insert_ignore
 from needlecare.followup.questions import SurveyAnswers
 from needlecare.safety import sla
 from needlecare.safety.clinic_config import ESCALATION_TIERS, config_of
-from needlecare.safety.rules.evaluation import Evaluation, EvaluationInput, evaluate
+from needlecare.safety.rules.evaluation import Evaluation, EvaluationInput, FiredRule, evaluate
 from needlecare.safety.rules.ruleset import RuleSet, get_rules
+from needlecare.safety.rules.variables import TIER_RANK
 
 MISSED_AFTER_REMINDER_HOURS = 6.0  # a reminder unanswered this long counts as missed (domain.md §4.3: 6-8 h)
 
@@ -108,6 +114,7 @@ def inputs_for(
         "step_id": contact.step_id,
         "regions_needled": list(session.regions_needled) if session else [],
         "injury_slug": contact.injury,
+        "bsi_risk_class": session.bsi_risk_class if session else None,  # session contract, domain.md §1.3
         "baseline_nprs": episode.baseline_pain_nprs if episode else None,
         "previous_groc15": _previous_groc(db, contact),
         "previous_check_tier": previous.highest_tier if previous else None,
@@ -127,8 +134,13 @@ def record(
     now: datetime,
     response_id: int | None,
     clinic_id: str,
+    kind: str | None = None,
 ) -> Outcome:
-    """Store the evaluation; open a case and queue its alert when the tier needs one. No commit."""
+    """Store the evaluation; open a case and queue its alert when the tier needs one. No commit.
+
+    ``kind``: ``answer`` (the default with a response), ``partial`` (the red-flag part of a refused form) or
+    ``missed`` (the default without one).
+    """
     row = RuleEvaluation(
         clinic_id=clinic_id,
         patient_id=contact.patient_id,
@@ -136,7 +148,7 @@ def record(
         session_id=contact.session_id,
         contact_id=_id(contact.id),
         response_id=response_id,
-        kind="answer" if response_id is not None else "missed",
+        kind=kind or ("answer" if response_id is not None else "missed"),
         evaluated_at=now,
         rules_version=evaluation.rules_version,
         inputs=_jsonable(evaluation.inputs),
@@ -149,11 +161,19 @@ def record(
     tier = evaluation.highest_tier
     if tier not in ESCALATION_TIERS:
         return Outcome(evaluation, evaluation_id, None)
+    escalating = [rule for rule in evaluation.fired if rule.tier in ESCALATION_TIERS]
     key = f"response:{response_id}" if response_id is not None else f"missed:{contact.id}"
+    if response_id is not None:
+        known = _rules_on_cases(db, response_id)
+        if known:  # evaluated before (its red-flag part): a case only for what is new or more urgent now
+            escalating = [rule for rule in escalating if TIER_RANK[rule.tier] > known.get(rule.id, (0, 0))[0]]
+            if not escalating:
+                return Outcome(evaluation, evaluation_id, min(case for _, case in known.values()))
+            key = f"response:{response_id}:{evaluation_id}"
     case_id = _open_case(
         db,
         contact,
-        evaluation,
+        escalating,
         key=key,
         evaluation_id=evaluation_id,
         response_id=response_id,
@@ -163,10 +183,24 @@ def record(
     return Outcome(evaluation, evaluation_id, case_id)
 
 
+def _rules_on_cases(db: Session, response_id: int) -> dict[str, tuple[int, int]]:
+    """Each rule on a case of this answer: its highest tier rank there, and the first case that has it."""
+    known: dict[str, tuple[int, int]] = {}
+    for rule_id, tier, case_id in db.exec(
+        select(CaseRule.rule_id, CaseRule.tier, EscalationCase.id)
+        .join(EscalationCase, col(EscalationCase.id) == col(CaseRule.case_id))
+        .where(EscalationCase.response_id == response_id)
+        .order_by(col(EscalationCase.id))
+    ):
+        rank, first = known.get(rule_id, (0, _id(case_id)))
+        known[rule_id] = (max(rank, TIER_RANK.get(tier, 0)), first)
+    return known
+
+
 def _open_case(
     db: Session,
     contact: Contact,
-    evaluation: Evaluation,
+    escalating: list[FiredRule],
     *,
     key: str,
     evaluation_id: int,
@@ -174,7 +208,8 @@ def _open_case(
     clinic_id: str,
     now: datetime,
 ) -> int | None:
-    tier = evaluation.highest_tier or ""
+    """Open the case for ``escalating`` (the fired rules it is about, most urgent first) and queue its alert."""
+    tier = escalating[0].tier
     clinic = db.get(Clinic, clinic_id)
     if clinic is None:
         raise CaseError(f"clinic {clinic_id} not found")
@@ -203,7 +238,6 @@ def _open_case(
     if case.evaluation_id != evaluation_id:
         return case.id  # opened before by an earlier evaluation of the same thing
     case_id = _id(case.id)
-    escalating = [rule for rule in evaluation.fired if rule.tier in ESCALATION_TIERS]
     db.add_all(
         CaseRule(case_id=case_id, rule_id=rule.id, rule_version=rule.version, tier=rule.tier) for rule in escalating
     )
@@ -248,10 +282,11 @@ def evaluate_answer(
     response_id: int,
     clinic_id: str,
     rules: RuleSet | None = None,
+    kind: str = "answer",
 ) -> Outcome:
-    """Evaluate a stored answer and record the result (no commit)."""
+    """Evaluate a stored answer (``kind="partial"``: its red-flag part) and record the result (no commit)."""
     evaluation = evaluate(rules or get_rules(), inputs_for(db, contact, now, answers))
-    return record(db, contact, evaluation, now=now, response_id=response_id, clinic_id=clinic_id)
+    return record(db, contact, evaluation, now=now, response_id=response_id, clinic_id=clinic_id, kind=kind)
 
 
 # ---- The loop: acknowledge, resolve ---------------------------------------------------------------------

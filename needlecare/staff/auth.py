@@ -1,16 +1,19 @@
-"""Staff logins: scrypt password hashes, lockout, server-side sessions and CSRF tokens (no web framework here).
+"""Staff logins: scrypt password hashes, common-password checks, server-side sessions and CSRF tokens.
 
 * Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`` (stdlib ``hashlib.scrypt``, 16-byte
   random salt) and compared with ``hmac.compare_digest``.
-* ``authenticate`` answers the same way for an unknown email, a wrong password, a locked or a disabled account,
+* ``authenticate`` answers the same way for an unknown email, a wrong password or a disabled account,
   and spends the same hashing time on each, so a login form cannot be used to find out who has an account.
-  Ten wrong passwords in a row lock the account for 15 minutes.
+  There is no lockout a stranger could trigger: the web layer slows repeated attempts down instead
+  (``needlecare.web.ratelimit``). Wrong passwords are counted in ``failed_logins`` for the operator.
+* New passwords are refused when short or common (``needlecare/data/common_passwords.toml``).
+* The optional TOTP second factor is in :mod:`needlecare.staff.totp`.
 * A browser session is a random token (``secrets.token_urlsafe(32)``); only its SHA-256 is stored
   (``WebSession.token_hash``). Sessions slide: each use extends them to ``idle`` from now, never past
   ``max_age`` after the login.
 * CSRF tokens are an HMAC of the session token under the secret key: nothing to store, and a token is only
   valid with the session it was made for.
-* Login, failed login, lockout and logout are written to the audit log with IDs only (never the email or
+* Login, failed login and logout are written to the audit log with IDs only (never the email or
   the password).
 """
 
@@ -18,10 +21,13 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
+import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from importlib import resources
 from typing import Literal
 
 from sqlalchemy import delete, update
@@ -39,15 +45,13 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # scrypt is cheap to feed, but a megabyte "password" is not one
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES, HASH_BYTES = 16, 32
-MAX_FAILED_LOGINS = 10
-LOCKOUT = timedelta(minutes=15)
 SESSION_IDLE = timedelta(hours=12)
 SESSION_MAX_AGE = timedelta(days=7)
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)  # a session row is written at most once a minute per session
 
 LOGIN_FAILED = "email or password is wrong"
 
-FailureReason = Literal["unknown", "password", "locked", "disabled"]
+FailureReason = Literal["unknown", "password", "disabled"]
 
 
 # ---- errors ---------------------------------------------------------------------------------------------
@@ -81,6 +85,10 @@ class UnknownUser(AuthError):
     pass
 
 
+class CommonPasswords(ValueError):
+    """The built-in list of common passwords is malformed (a packaging error, not user input)."""
+
+
 # ---- password hashing -----------------------------------------------------------------------------------
 
 
@@ -95,6 +103,40 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> 
     )
 
 
+@dataclass(frozen=True)
+class _Refused:
+    passwords: frozenset[str]
+    bases: frozenset[str]
+
+
+_DECORATION = re.compile(r"[\d\s\W_]+")
+
+
+@lru_cache(maxsize=1)
+def _refused() -> _Refused:
+    """The common passwords and password bases of needlecare/data/common_passwords.toml, validated."""
+    text = resources.files("needlecare").joinpath("data/common_passwords.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    lists: dict[str, frozenset[str]] = {}
+    for name in ("passwords", "bases"):
+        values = data.get(name)
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise CommonPasswords(f"common_passwords.toml: '{name}' must be a non-empty list of non-empty strings")
+        lists[name] = frozenset(v.strip().lower() for v in values)
+    return _Refused(passwords=lists["passwords"], bases=lists["bases"])
+
+
+def is_common_password(password: str) -> bool:
+    """True for a password of the built-in list, a listed base with only digits or punctuation added, or one
+    character repeated."""
+    lowered = password.strip().lower()
+    refused = _refused()
+    if lowered in refused.passwords or len(set(lowered)) <= 2:
+        return True
+    core = _DECORATION.sub("", lowered)
+    return not core or core in refused.bases or any(core == base * (len(core) // len(base)) for base in refused.bases)
+
+
 def check_password_strength(password: str) -> None:
     """Raise WeakPassword with a message for the person choosing the password."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -106,6 +148,11 @@ def check_password_strength(password: str) -> None:
         raise WeakPassword(f"password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
     if not password.strip():
         raise WeakPassword("password cannot be only spaces")
+    if is_common_password(password):
+        raise WeakPassword(
+            "password is one of the most commonly used ones (or one with only digits or symbols added), "
+            "which attackers try first: choose another, e.g. a few unrelated words"
+        )
 
 
 def hash_password(password: str) -> str:
@@ -148,7 +195,8 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _audit(db: Session, actor: str, action: str, user_id: int | None, **detail: object) -> None:
+def audit_event(db: Session, actor: str, action: str, user_id: int | None, **detail: object) -> None:
+    """Add an audit row about a staff user (IDs only; the caller commits)."""
     db.add(
         AuditEvent(
             actor=actor,
@@ -211,7 +259,7 @@ def create_user(
     db.add(user)
     try:
         db.flush()
-        _audit(db, actor, "staff.added", user.id, clinic_id=clinic_id)
+        audit_event(db, actor, "staff.added", user.id, clinic_id=clinic_id)
         db.commit()
     except IntegrityError:
         db.rollback()
@@ -220,13 +268,13 @@ def create_user(
 
 
 def set_password(db: Session, user: StaffUser, password: str, *, actor: str = "cli") -> None:
-    """Replace the password, clear any lockout and end every session of the user."""
+    """Replace the password, clear the failure count and end every session of the user."""
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
     db.add(user)
     db.exec(delete(WebSession).where(col(WebSession.user_id) == user.id))
-    _audit(db, actor, "staff.password_changed", user.id)
+    audit_event(db, actor, "staff.password_changed", user.id)
     db.commit()
 
 
@@ -236,7 +284,7 @@ def disable_user(db: Session, user: StaffUser, now: datetime, *, actor: str = "c
         user.disabled_at = now
         db.add(user)
     db.exec(delete(WebSession).where(col(WebSession.user_id) == user.id))
-    _audit(db, actor, "staff.disabled", user.id)
+    audit_event(db, actor, "staff.disabled", user.id)
     db.commit()
 
 
@@ -256,15 +304,13 @@ def attempt_login(db: Session, email: str, password: str, now: datetime) -> Logi
     user = find_user(db, email) if len(email) <= 320 else None
     if user is None:
         verify_password(password, _dummy_hash())
-        _audit(db, "web", "staff.login_failed", None, reason="unknown")
+        audit_event(db, "web", "staff.login_failed", None, reason="unknown")
         db.commit()
         return LoginAttempt(None, "unknown")
     matches = verify_password(password, user.password_hash)
     user_id = user.id
     if user.disabled_at is not None:
         reason: FailureReason = "disabled"
-    elif user.locked_until is not None and user.locked_until > now:
-        reason = "locked"  # even the right password: the lock is what stops guessing
     elif not matches:
         reason = "password"
     else:
@@ -272,7 +318,7 @@ def attempt_login(db: Session, email: str, password: str, now: datetime) -> Logi
         user.locked_until = None
         user.last_login_at = now
         db.add(user)
-        _audit(db, str(user_id), "staff.login", user_id)
+        audit_event(db, str(user_id), "staff.login", user_id)
         db.commit()
         return LoginAttempt(user)
     if reason == "password":
@@ -281,19 +327,13 @@ def attempt_login(db: Session, email: str, password: str, now: datetime) -> Logi
             update(StaffUser).where(col(StaffUser.id) == user_id).values(failed_logins=col(StaffUser.failed_logins) + 1)
         )
         db.refresh(user)
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.failed_logins = 0
-            user.locked_until = now + LOCKOUT
-            db.add(user)
-            _audit(db, "web", "staff.locked", user_id, minutes=int(LOCKOUT.total_seconds() // 60))
-            log.warning("staff user %s locked for %s after %d failed logins", user_id, LOCKOUT, MAX_FAILED_LOGINS)
-    _audit(db, "web", "staff.login_failed", user_id, reason=reason)
+    audit_event(db, "web", "staff.login_failed", user_id, reason=reason)
     db.commit()
     return LoginAttempt(None, reason)
 
 
 def authenticate(db: Session, email: str, password: str, now: datetime) -> StaffUser | None:
-    """The user when email and password match an enabled, unlocked account; None otherwise (say LOGIN_FAILED)."""
+    """The user when email and password match an enabled account; None otherwise (say LOGIN_FAILED)."""
     return attempt_login(db, email, password, now).user
 
 
@@ -370,7 +410,7 @@ def end_session(db: Session, token: str | None, *, audit: bool = True) -> bool:
     if session is None:
         return False
     if audit:
-        _audit(db, str(session.user_id), "staff.logout", session.user_id)
+        audit_event(db, str(session.user_id), "staff.logout", session.user_id)
     _delete_session(db, session)
     db.commit()
     return True

@@ -2,12 +2,19 @@
 
 Used by the survey page and the JSON answers API alike. Opting out (``Patient.opted_out_at``) stops
 further follow-ups elsewhere, but never the answer to a survey already sent: nothing here looks at it.
+
+A form refused for errors elsewhere that ticks a red flag is not lost: :func:`record_partial` stores its
+red-flag part (the ticked warning signs and the other rule inputs that are valid on their own, see
+:data:`PARTIAL_FIELDS`) in the contact's one ``survey_response`` row, evaluates the rules on it and opens a case
+as a whole answer would. The contact stays open: a response row of a contact that is not ``answered`` is a
+partial answer. The complete answer (:func:`record_answer`) then fills in that same row, is evaluated as usual,
+and opens a case only for rules the partial's case does not already have (``needlecare.safety.escalation``).
 """
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
@@ -19,10 +26,18 @@ from needlecare.core import events
 from needlecare.core.catalogue import get_catalogue
 from needlecare.core.rendering import emergency_number
 from needlecare.core.tokens import TokenClaims
-from needlecare.followup.protocol_schema import Protocol, Step
+from needlecare.followup.protocol_schema import QUESTION_IDS, Protocol, Step
 from needlecare.followup.protocols import get_protocol
-from needlecare.followup.questions import SurveyAnswers
+from needlecare.followup.questions import (
+    NONE_OF_THESE,
+    InvalidAnswers,
+    SurveyAnswers,
+    lenient_answers,
+    redflag_options,
+    validate_answers,
+)
 from needlecare.safety import escalation
+from needlecare.safety.rules.evaluation import EvaluationInput
 
 SURVEY_ANSWERED = "needlecare.survey.answered"
 _EVENT_NAMESPACE = uuid.UUID("0f3b5b8e-2f4c-4d0a-9d7e-7a1d3c5e9b21")
@@ -30,6 +45,13 @@ _EVENT_NAMESPACE = uuid.UUID("0f3b5b8e-2f4c-4d0a-9d7e-7a1d3c5e9b21")
 Reason = Literal["invalid", "expired", "answered", "closed"]
 Channel = Literal["web", "api"]
 _OPEN = (ContactStatus.PLANNED.value, ContactStatus.SENT.value)
+# Besides the red flags, what a partial answer keeps: the questions the escalation rules read, when valid on
+# their own. Not nprs_usual and groc15: outcome measures, read by the reports from every response row.
+PARTIAL_FIELDS: frozenset[str] = (frozenset(QUESTION_IDS) & frozenset(EvaluationInput.model_fields)) - {
+    "redflags",
+    "nprs_usual",
+    "groc15",
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +102,9 @@ def load_contact(db: Session, claims: TokenClaims, *, now: datetime | None = Non
 
 
 def _check_open(db: Session, contact: Contact, now: datetime) -> None:
-    answered = db.exec(select(SurveyResponse.id).where(SurveyResponse.contact_id == contact.id)).first()
-    if contact.status == ContactStatus.ANSWERED.value or answered is not None:
+    """The answer is marked on the contact, in the transaction that stores it; a response row of a contact that
+    is not answered is a partial answer (:func:`record_partial`) and leaves the check open."""
+    if contact.status == ContactStatus.ANSWERED.value:
         raise SurveyUnavailable("answered")
     if contact.status not in _OPEN or now >= contact.window_closes_at:
         raise SurveyUnavailable("closed")
@@ -150,6 +173,7 @@ def record_answer(
 
     The contact is claimed with a conditional UPDATE (open status only), and ``survey_response.contact_id``
     is unique: of two concurrent submits exactly one is stored; the other gets ``SurveyUnavailable``.
+    A partial answer stored before (:func:`record_partial`) is filled in: the same row, all of it replaced.
     """
     contact_id = _id(contact.id)
     try:
@@ -165,9 +189,7 @@ def record_answer(
             db.refresh(contact)
             _check_open(db, contact, now)
             raise SurveyUnavailable("closed")  # pragma: no cover - _check_open raised already
-        response = _response(contact, answers, channel=channel, now=now)
-        db.add(response)
-        db.flush()
+        response = _store_row(db, contact, answers, channel=channel, now=now)
         response_id = _id(response.id)
         clinic_id = db.exec(select(Episode.clinic_id).where(Episode.id == contact.episode_id)).one()
         outcome = escalation.evaluate_answer(
@@ -204,8 +226,127 @@ def record_answer(
     return Answered(response, outcome)
 
 
-def answered_event(response: SurveyResponse, *, case_id: int | None = None) -> events.AppEvent:
-    """IDs only (and the tier reached); a stable event id so an exact duplicate emit can be dropped."""
+def partial_answers(data: dict[str, Any], context: SurveyContext, errors: dict[str, str]) -> SurveyAnswers | None:
+    """The red-flag part of answers refused as a whole (``errors``), or None when no red flag is ticked.
+
+    The ticked items of this patient's checklist, with their follow-up ticks when the validator takes them (a
+    "None of these" ticked beside them is dropped: a ticked warning sign is never ignored; so are items not on
+    the checklist), and each of :data:`PARTIAL_FIELDS` this step asks that the validator did not refuse,
+    validated on its own.
+    """
+    step = context.step
+    ticked = [flag for flag in lenient_answers(data).redflags if flag != NONE_OF_THESE]
+    allowed = redflag_options(context.contact.injury, context.regions_needled)
+    checklist = [flag for flag in ticked if flag in allowed]
+    if "redflags" not in step.questions or not checklist:
+        return None
+    alone = [q for q in step.questions if q in PARTIAL_FIELDS and q not in errors and data.get(q) is not None]
+    part = step.model_copy(update={"questions": ["redflags", *alone]})
+    for flags in (ticked, checklist) if ticked != checklist else (checklist,):
+        try:
+            return validate_answers(
+                {"redflags": flags, **{q: data[q] for q in alone}},
+                protocol=context.protocol,
+                step=part,
+                regions_needled=context.regions_needled,
+            )
+        except InvalidAnswers:
+            continue
+    return None
+
+
+def record_partial(
+    db: Session,
+    contact: Contact,
+    answers: SurveyAnswers,
+    *,
+    channel: Channel,
+    now: datetime,
+) -> Answered:
+    """Store the red-flag part of a refused form (:func:`partial_answers`) as the contact's response row,
+    evaluate the rules on it (``kind="partial"``) and open a case and queue its alert when needed — in one
+    transaction — then emit ``needlecare.survey.answered`` (with ``partial_evaluation_id``).
+
+    The contact stays open for the complete answer. Its row is locked first (a no-op UPDATE, open status only),
+    so a concurrent complete answer either waits for this one and fills in its row, or was stored before and
+    this raises ``SurveyUnavailable``. A second partial answer replaces the first one's row; its evaluation
+    opens a case only for rules not already on one.
+    """
+    contact_id = _id(contact.id)
+    try:
+        held = db.exec(
+            update(Contact)
+            .where(col(Contact.id) == contact_id, col(Contact.status).in_(_OPEN))
+            .where(or_(col(Contact.status) == ContactStatus.SENT.value, col(Contact.window_opens_at) <= now))
+            .values(status=col(Contact.status))
+            .execution_options(synchronize_session=False)
+        )
+        if held.rowcount != 1:
+            db.rollback()
+            db.refresh(contact)
+            _check_open(db, contact, now)
+            raise SurveyUnavailable("closed")
+        response = _store_row(db, contact, answers, channel=channel, now=now)
+        response_id = _id(response.id)
+        clinic_id = db.exec(select(Episode.clinic_id).where(Episode.id == contact.episode_id)).one()
+        outcome = escalation.evaluate_answer(
+            db, contact, answers, now=now, response_id=response_id, clinic_id=clinic_id, kind="partial"
+        )
+        response.advice_tier = outcome.evaluation.highest_tier
+        db.add(response)
+        db.add(
+            AuditEvent(
+                at=now,
+                actor=f"survey:{channel}",
+                action="survey.partial",
+                entity="survey_response",
+                entity_id=str(response_id),
+                detail={
+                    "contact_id": contact_id,
+                    "patient_id": contact.patient_id,
+                    "session_id": contact.session_id,
+                    "advice_tier": response.advice_tier,
+                    "evaluation_id": outcome.evaluation_id,
+                    "case_id": outcome.case_id,
+                },
+            )
+        )
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        raise SurveyUnavailable("answered") from None
+    except BaseException:
+        db.rollback()
+        raise
+    db.refresh(contact)
+    events.emit(answered_event(response, case_id=outcome.case_id, partial_evaluation_id=outcome.evaluation_id))
+    return Answered(response, outcome)
+
+
+def _store_row(
+    db: Session, contact: Contact, answers: SurveyAnswers, *, channel: Channel, now: datetime
+) -> SurveyResponse:
+    """Insert the contact's response row, or replace every answer in the one stored before (a partial)."""
+    fresh = _response(contact, answers, channel=channel, now=now)
+    row = db.exec(select(SurveyResponse).where(SurveyResponse.contact_id == contact.id)).first()
+    if row is None:
+        row = fresh
+    else:
+        for name in SurveyResponse.model_fields:
+            if name != "id":
+                setattr(row, name, getattr(fresh, name))
+    db.add(row)
+    db.flush()
+    return row
+
+
+def answered_event(
+    response: SurveyResponse, *, case_id: int | None = None, partial_evaluation_id: int | None = None
+) -> events.AppEvent:
+    """IDs only (and the tier reached); a stable event id so an exact duplicate emit can be dropped.
+
+    ``partial_evaluation_id``: the event of a partial answer (one per evaluation; the complete answer has its own).
+    """
     response_id = _id(response.id)
     payload: dict[str, int | str] = {
         "response_id": response_id,
@@ -219,16 +360,25 @@ def answered_event(response: SurveyResponse, *, case_id: int | None = None) -> e
         payload["case_id"] = case_id
     if response.advice_tier is not None:
         payload["tier"] = response.advice_tier
+    if partial_evaluation_id is not None:
+        payload["partial_evaluation_id"] = partial_evaluation_id
     return events.AppEvent(
         event=SURVEY_ANSWERED,
         resource_id=f"needlecare.survey.{response_id}",
         payload=payload,
-        id=uuid.uuid5(_EVENT_NAMESPACE, f"survey-answered:{response_id}"),
+        id=uuid.uuid5(
+            _EVENT_NAMESPACE,
+            f"survey-answered:{response_id}"
+            if partial_evaluation_id is None
+            else f"survey-partial:{partial_evaluation_id}",
+        ),
         labels={"needlecare.escalation": "case" if case_id is not None else "none"},
     )
 
 
 def _response(contact: Contact, answers: SurveyAnswers, *, channel: Channel, now: datetime) -> SurveyResponse:
+    """The row to store; each 0-10 score with the recall period it was asked with (``*_recall``)."""
+    recall = answers.recalls()
     return SurveyResponse(
         contact_id=_id(contact.id),
         patient_id=contact.patient_id,
@@ -251,6 +401,10 @@ def _response(contact: Contact, answers: SurveyAnswers, *, channel: Channel, now
         fainted=answers.fainted,
         ran=answers.ran,
         run_pain=answers.run_pain,
+        nprs_usual_recall=recall["nprs_usual_recall"],
+        nprs_worst_recall=recall["nprs_worst_recall"],
+        soreness_recall=recall["soreness_recall"],
+        run_pain_recall=recall["run_pain_recall"],
     )
 
 

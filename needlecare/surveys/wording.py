@@ -9,12 +9,19 @@ The validator still decides what is refused; this only chooses the words, from w
 from typing import Any
 
 from needlecare.followup.protocol_schema import Protocol, Step
-from needlecare.followup.questions import FREE_TEXT_MAX, NONE_OF_THESE, PSFS_ACTIVITY_MAX
+from needlecare.followup.questions import (
+    FREE_TEXT_MAX,
+    NERVE,
+    NERVE_FOLLOW_UP_ALONE,
+    NERVE_FOLLOW_UPS,
+    NONE_OF_THESE,
+    PSFS_ACTIVITY_MAX,
+)
 
 OTHER = "form"  # the key for answers to no question on this page (a tampered form): one message for them all
 
 _MESSAGES: dict[str, str] = {
-    "nprs_usual": "Choose how much your injury hurts right now, from 0 to 10",
+    "nprs_usual": "Choose how much your injury has hurt on average over the last 24 hours, from 0 to 10",
     "nprs_worst": "Choose the worst pain from your injury in the last 24 hours, from 0 to 10",
     "soreness": "Choose how sore the needle spots are, from 0 to 10",
     "bruise": "Choose whether you have a bruise where the needles went in, and how big it is",
@@ -31,6 +38,16 @@ PSFS_NO_NAME = "Write the name of each activity you give a score to"
 PSFS_LONG = f"Activity names must be {PSFS_ACTIVITY_MAX} characters or fewer"
 PSFS_TWICE = "Name each activity only once"
 OTHER_MESSAGE = "Some answers did not match the questions on this page: please check your answers and send them again"
+# A form refused for errors elsewhere whose ticked warning signs were stored (a partial answer).
+PARTIAL_SAVED = "The warning signs you ticked are saved with your record."
+PARTIAL_ALERTED = "We are sending your clinic an alert about them. It may not be read straight away."
+PARTIAL_REST = "Your other answers are not saved yet: answer the questions below and tap “Send my answers”."
+
+
+def partial_note(*, alerted: bool) -> str:
+    """What the page says when only the warning signs of a refused form were stored, and whether an alert is on
+    its way to the clinic (the stored answer opened a case)."""
+    return " ".join([PARTIAL_SAVED, *([PARTIAL_ALERTED] if alerted else []), PARTIAL_REST])
 
 
 def form_errors(
@@ -66,6 +83,8 @@ def _message(name: str, data: dict[str, Any], *, protocol: Protocol, step: Step,
         ticked = data.get("redflags") or []
         if NONE_OF_THESE in ticked and len(set(ticked)) > 1:
             return REDFLAGS_BOTH
+        if NERVE_FOLLOW_UPS.keys() & set(ticked) and not NERVE & set(ticked):
+            return NERVE_FOLLOW_UP_ALONE.rstrip(".")
     if name == "run_pain" and data.get("ran") != "yes" and data.get("run_pain") not in (None, ""):
         return RUN_PAIN_NOT_RAN
     if name == "psfs":

@@ -8,7 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from needlecare.core.settings import Settings, get_settings
-from needlecare.web import auth, cases, errors, ingress, logfilter, outbox, pages, surveys, undelivered, unsubscribe
+from needlecare.web import (
+    auth,
+    bodies,
+    cases,
+    errors,
+    headers,
+    ingress,
+    logfilter,
+    openapi,
+    outbox,
+    pages,
+    surveys,
+    undelivered,
+    unsubscribe,
+)
 from needlecare.web.dashboard import routes as dashboard
 
 log = logging.getLogger("needlecare.web")
@@ -29,9 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Follow-up after dry needling: ingress API, outbox and pages.",
         lifespan=_lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN: development and test only
+        docs_url="/docs" if settings.serves_api_docs else None,
+        redoc_url="/redoc" if settings.serves_api_docs else None,
     )
     app.state.settings = settings
-    logfilter.install()  # survey and unsubscribe links are usable secrets: never in access logs
+    logfilter.install()  # survey and unsubscribe links are usable secrets: never in any log
     app.include_router(ingress.router)
     app.include_router(pages.router)
     app.include_router(unsubscribe.router)
@@ -41,13 +58,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(undelivered.router)
     app.include_router(dashboard.router)
     auth.install(app)
-    if settings.is_development:
+    if settings.serves_outbox:  # patients' addresses and live links: development on loopback only
         app.include_router(outbox.router)
 
-    app.add_middleware(errors.ErrorBoundary)  # 503 when the database is down, 500 otherwise; IDs-only logs
+    openapi.install(app)  # adds the survey form and login pages to /openapi.json
+    app.add_middleware(errors.ErrorBoundary)  # 503 database down, 422 unreadable value, else 500; IDs-only logs
+    app.add_middleware(bodies.InputBoundary)  # outermost: size limit while streaming, clean URLs and forms
+    headers.register(surveys.templates.env)  # the patient pages' own environment
+    app.add_middleware(headers.SecurityHeaders, settings=settings)  # on every response, errors included
     return app
 
 
 def app_from_env() -> FastAPI:
-    """Entry point for uvicorn --factory."""
-    return create_app()
+    """Entry point for uvicorn --factory. Unsafe settings (e.g. the development SECRET_KEY outside development on
+    loopback) stop the process with the reason and the fix, and no traceback."""
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise SystemExit(f"needlecare web: refusing to start: {reasons}") from None
+    return create_app(settings)

@@ -25,6 +25,14 @@ no-store/anti-framing headers on every response to a logged-in user.
 The session cookie ``nc_session`` is HttpOnly, SameSite=Lax, Path=/ and Secure when the public base URL is
 https. The login form is protected against login CSRF by a pre-session cookie (``nc_login``) whose HMAC the
 form must carry (signed double submit).
+
+Guessing is slowed, never locked out (:mod:`needlecare.web.ratelimit`): POST /login is limited per client
+address, and per email address every attempt after ``login_free_failures`` without a success waits a growing
+delay (429 with Retry-After). A browser that logged in to the account before carries a signed device cookie
+(``nc_device``, Path=/login) and is not held up by that per-email delay, so strangers cannot keep the owner out.
+At most ``login_hash_concurrency`` password checks run at once per process (503 with Retry-After past a wait).
+A user with a TOTP second factor gets a second step after the right password: a signed five-minute cookie
+(``nc_2fa``) names the user, and the session starts only after a valid code.
 """
 
 import logging
@@ -43,15 +51,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from models import StaffUser
 from models.base import utcnow
 from needlecare.core.settings import Settings
-from needlecare.staff import auth
+from needlecare.staff import auth, totp
+from needlecare.web import loginguard, ratelimit
 from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import DbDep, SettingsDep
+from needlecare.web.loginguard import DEVICE_COOKIE, DEVICE_MAX_AGE, PENDING_COOKIE, PENDING_SECONDS
 from needlecare.web.templating import templates
 
 log = logging.getLogger("needlecare.web.auth")
 
 SESSION_COOKIE = "nc_session"
 LOGIN_COOKIE = "nc_login"
+BUSY_RETRY_SECONDS = 5
 CSRF_FIELD = "csrf"
 DEFAULT_NEXT = "/cases"
 MAX_FORM_BYTES = 64 * 1024
@@ -230,6 +241,8 @@ def _login_page(
     email: str = "",
     errors: dict[str, str] | None = None,
     notice: str | None = None,
+    step: str = "password",
+    headers: dict[str, str] | None = None,
 ) -> Response:
     pre_token = request.cookies.get(LOGIN_COOKIE) or ""
     fresh = not (20 <= len(pre_token) <= 100)
@@ -241,8 +254,11 @@ def _login_page(
         "email": email,
         "errors": errors or {},
         "notice": notice,
+        "step": step,
     }
-    response = templates.TemplateResponse(request, "login.html.j2", page, status_code=status, headers=STAFF_HEADERS)
+    response = templates.TemplateResponse(
+        request, "login.html.j2", page, status_code=status, headers={**STAFF_HEADERS, **(headers or {})}
+    )
     if fresh:
         response.set_cookie(LOGIN_COOKIE, pre_token, httponly=True, samesite="lax", secure=_secure(settings), path="/")
     return response
@@ -261,9 +277,49 @@ def login_form(request: Request, settings: SettingsDep, db: DbDep, next: str | N
     return _login_page(request, settings, next_path=target, notice=notice)
 
 
+def _account_gate(
+    request: Request, settings: Settings, email: str, user: StaffUser | None, target: str, step: str
+) -> Response | None:
+    """The 429 page while this email's growing delay runs (loginguard.account_delay); None to go on."""
+    verdict = loginguard.account_delay(request, settings, email, user)
+    if verdict.allowed:
+        return None
+    seconds = verdict.retry_after
+    errors = {
+        "form": f"Too many attempts to log in to this account. Wait {seconds} seconds, then try again: "
+        "nothing is locked, each further attempt just waits a little longer."
+    }
+    return _login_page(
+        request,
+        settings,
+        status=429,
+        next_path=target,
+        email=email if step == "password" else "",
+        errors=errors,
+        step=step,
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def _check_password(request: Request, settings: Settings, db: Session, email: str, password: str) -> StaffUser | None:
+    """auth.authenticate, with at most login_hash_concurrency checks at once; TimeoutError when none is free."""
+    slots = ratelimit.slots(request.app, "login-hash", settings.login_hash_concurrency)
+    if not slots.take(settings.login_hash_wait_seconds):
+        raise TimeoutError("no free password check")
+    try:
+        return auth.authenticate(db, email, password, utcnow())
+    finally:
+        slots.give_back()
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login_submit(request: Request, form: PostedForm, settings: SettingsDep, db: DbDep) -> Response:
     target = safe_next(_field(form, "next"))
+    verdict = ratelimit.login_client(request, settings)  # before anything is checked or hashed
+    if not verdict.allowed:
+        errors = {"form": f"Too many logins from this network. Wait {verdict.retry_after} seconds, then try again."}
+        headers = {"Retry-After": str(verdict.retry_after)}
+        return _login_page(request, settings, status=429, next_path=target, errors=errors, headers=headers)
     email = _field(form, "email").strip()[:MAX_EMAIL_LENGTH]
     password = _field(form, "password")
     if not auth.check_csrf(
@@ -271,6 +327,8 @@ def login_submit(request: Request, form: PostedForm, settings: SettingsDep, db: 
     ):
         errors = {"form": "This login form has expired or was opened in another browser. Please log in again."}
         return _login_page(request, settings, status=403, next_path=target, email=email, errors=errors)
+    if _field(form, "step") == "code":
+        return _code_submit(request, form, settings, db, target)
     errors = {}
     if not email:
         errors["email"] = "Enter your email address."
@@ -278,15 +336,71 @@ def login_submit(request: Request, form: PostedForm, settings: SettingsDep, db: 
         errors["password"] = "Enter your password."
     if errors:
         return _login_page(request, settings, status=422, next_path=target, email=email, errors=errors)
-    user = auth.authenticate(db, email, password, utcnow())
+    found = auth.find_user(db, email) if len(email) <= MAX_EMAIL_LENGTH else None
+    refused = _account_gate(request, settings, email, found, target, "password")
+    if refused is not None:
+        return refused
+    try:
+        user = _check_password(request, settings, db, email, password)
+    except TimeoutError:
+        errors = {"form": "The server is busy checking other logins. Nothing was checked: try again in a moment."}
+        headers = {"Retry-After": str(BUSY_RETRY_SECONDS)}
+        return _login_page(request, settings, status=503, next_path=target, email=email, errors=errors, headers=headers)
     if user is None:
         errors = {"form": f"The {auth.LOGIN_FAILED}. Check both and try again."}
         return _login_page(request, settings, status=401, next_path=target, email=email, errors=errors)
+    if user.totp_secret:
+        response = _login_page(request, settings, next_path=target, step="code")
+        response.set_cookie(
+            PENDING_COOKIE,
+            loginguard.pending_cookie(settings, user),
+            max_age=PENDING_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=_secure(settings),
+            path="/login",
+        )
+        return response
+    return _logged_in(request, settings, db, user, target)
+
+
+def _code_submit(request: Request, form: FormData, settings: Settings, db: Session, target: str) -> Response:
+    """The second step: the TOTP code of the user whose password was right in this browser."""
+    user = loginguard.pending_user(request, settings, db)
+    if user is None:
+        errors = {"form": "This login took longer than 5 minutes or was started in another browser. Log in again."}
+        return _login_page(request, settings, status=403, next_path=target, errors=errors)
+    refused = _account_gate(request, settings, user.email, user, target, "code")
+    if refused is not None:
+        return refused
+    if not totp.check_totp(db, user, _field(form, "code"), utcnow()):
+        errors = {
+            "code": "This code is wrong or was already used. Enter the 6-digit code your authenticator app shows now."
+        }
+        return _login_page(request, settings, status=401, next_path=target, errors=errors, step="code")
+    return _logged_in(request, settings, db, user, target)
+
+
+def _logged_in(request: Request, settings: Settings, db: Session, user: StaffUser, target: str) -> Response:
+    """Start the session, clear the email's delay and remember this browser as a device of the account."""
+    loginguard.account_succeeded(settings, user.email)
     _end_current_session(request, db)  # a fresh token on every login: no session fixation
     token = auth.start_session(db, user, utcnow())
     response = _redirect(target)
     _set_session_cookie(response, token, settings)
-    response.delete_cookie(LOGIN_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(settings))
+    secure = _secure(settings)
+    response.delete_cookie(LOGIN_COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
+    response.delete_cookie(PENDING_COOKIE, path="/login", httponly=True, samesite="lax", secure=secure)
+    assert user.id is not None
+    response.set_cookie(
+        DEVICE_COOKIE,
+        loginguard.device_cookie(settings, user.id),
+        max_age=DEVICE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/login",
+    )
     return response
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from models import Clinic
 from models.base import utcnow
 from needlecare.core import clock
-from needlecare.followup.questions import BRUISE_OPTIONS, GROC_LABELS, REDFLAGS
+from needlecare.followup.questions import BRUISE_OPTIONS, GROC_LABELS, NERVE_FOLLOW_UPS, REDFLAGS
 from needlecare.safety import casebook, escalation
 from needlecare.staff import labels
 from needlecare.staff.casepage import confirmation, session_context
@@ -108,7 +108,7 @@ def _case_response(
         "confirmation": None if error else confirmation(detail.case, done, detail.clinic.timezone),
         "error": error,
         "note": note,
-        "redflag_labels": REDFLAGS,
+        "redflag_labels": {**REDFLAGS, **NERVE_FOLLOW_UPS},
         "bruise_labels": BRUISE_OPTIONS,
         "groc_labels": GROC_LABELS,
     }

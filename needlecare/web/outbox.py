@@ -1,15 +1,36 @@
-"""/outbox and /outbox.json: what the local mail capture received (development only)."""
+"""/outbox and /outbox.json: what the local mail capture received (development only).
 
+They list patients' addresses and live survey links without a login, so the app mounts them only in development
+with ``WEB_HOST`` on loopback (``Settings.serves_outbox``), and each request must also have arrived on a loopback
+socket from a loopback client (uvicorn may have been started on another interface than the settings say).
+"""
+
+import ipaddress
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from needlecare.dev.mailcapture import list_mail, read_mail
 from needlecare.web.deps import SettingsDep
 from needlecare.web.templating import templates
 
-router = APIRouter(tags=["development"])
+
+def _is_loopback(host: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return str(host) in ("testserver", "testclient")  # FastAPI's in-process TestClient
+
+
+def loopback_only(request: Request) -> None:
+    """404, as if the route were not there, unless the request is local at both ends."""
+    server, client = request.scope.get("server"), request.scope.get("client")
+    if not (server and client and _is_loopback(server[0]) and _is_loopback(client[0])):
+        raise HTTPException(status_code=404, detail="Not Found")
+
+
+router = APIRouter(tags=["development"], dependencies=[Depends(loopback_only)])
 
 
 @router.get("/outbox.json")

@@ -1,8 +1,10 @@
 """Survey links: the form (GET/POST /s/{token}) and the JSON answers API for apps and SMS gateways.
 
 Both validate with ``needlecare.followup.questions``, store through ``needlecare.surveys.responses`` and show the
-advice of the escalation rules (``needlecare.safety.advice``) in the same response (domain.md §6). A ticked red flag
-shows its advice even when the answers cannot be stored (errors elsewhere, a used or closed link). A form with
+advice of the escalation rules (``needlecare.safety.advice``) in the same response (domain.md §6). A form refused
+for errors elsewhere that ticks a red flag has its red-flag part stored (``record_partial``: a partial answer, its
+rule evaluation and any case and alert), and the advice shown is that stored evaluation's; the rest of the form is
+shown again to complete. A ticked red flag on a used or closed link shows its advice without storing. A form with
 errors follows the GOV.UK pattern: "Error:" in the title, a summary that takes focus and links to each question, and
 messages in the words of the page (``needlecare.surveys.wording``). After a stored answer that opened a case the
 thank-you page says an alert is on its way to the clinic, and gives its phone. Pages for unusable links say nothing
@@ -49,12 +51,15 @@ from needlecare.surveys.responses import (
     SurveyContext,
     SurveyUnavailable,
     load_contact,
+    partial_answers,
     record_answer,
+    record_partial,
     survey_context,
 )
-from needlecare.surveys.wording import form_errors
+from needlecare.surveys.wording import form_errors, partial_note
 from needlecare.web.bodies import BodyTooLarge, read_limited
 from needlecare.web.deps import DbDep, SettingsDep
+from needlecare.web.ratelimit import TOO_MANY, rate_limited
 
 router = APIRouter(tags=["surveys"])
 # Own environment: patient pages echo what was typed, so escaping must not depend on file extensions
@@ -88,7 +93,8 @@ class _Outcome:
     errors: dict[str, str] | None = None
     advice: Advice | None = None
     response_id: int | None = None
-    alerted: bool = False  # the stored answer opened a case, so an alert to the clinic is queued
+    alerted: bool = False  # the stored answer (or its red-flag part) opened a case: an alert to the clinic is queued
+    partial_id: int | None = None  # the form was refused, but its red-flag part is stored in this response row
 
 
 # ---- routes -------------------------------------------------------------------------------------------
@@ -103,7 +109,7 @@ def survey_form(token: str, request: Request, settings: SettingsDep, db: DbDep) 
     return _form_page(request, context, values=_initial_values(context), errors={}, advice=None, status=200)
 
 
-@router.post("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+@router.post("/s/{token}", response_class=HTMLResponse, include_in_schema=False, dependencies=[rate_limited("survey")])
 async def survey_submit(token: str, request: Request, settings: SettingsDep) -> Response:
     try:
         raw = await read_limited(request, MAX_BODY_BYTES)
@@ -119,6 +125,7 @@ _EXAMPLE_BODY = {"soreness": 3, "bruise": "small", "redflags": ["none"], "fainte
 @router.post(
     "/api/v1/surveys/{token}/answers",
     status_code=201,
+    dependencies=[rate_limited("survey")],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -131,7 +138,12 @@ _EXAMPLE_BODY = {"soreness": 3, "bruise": "small", "redflags": ["none"], "fainte
         409: {"description": "This check-in was already answered"},
         410: {"description": "The link expired or the check-in is closed"},
         413: {"description": "Body larger than 64 KiB"},
-        422: {"description": '`{"detail": {field: message}}`: what is allowed for each field'},
+        429: TOO_MANY,
+        422: {
+            "description": '`{"detail": {field: message}}`: what is allowed for each field. When a red flag is '
+            'ticked, its part of the answers is stored all the same: `"partial": {"response_id": ..., "alerted": '
+            "true|false}` (send the complete answers later to the same link)"
+        },
     },
 )
 async def submit_answers(token: str, request: Request, settings: SettingsDep) -> JSONResponse:
@@ -139,6 +151,7 @@ async def submit_answers(token: str, request: Request, settings: SettingsDep) ->
     bruise, groc15, rom, psfs, redflags, fainted, ran, run_pain, free_text).
 
     Error responses also carry `advice` when the body ticks a red flag: show it to the patient all the same.
+    A 422 that ticks a red flag stored that part (`partial`); the link still takes the complete answers.
     """
     try:
         raw = await read_limited(request, MAX_BODY_BYTES)
@@ -150,6 +163,8 @@ async def submit_answers(token: str, request: Request, settings: SettingsDep) ->
         content: dict[str, Any] = {"response_id": outcome.response_id, "advice": advice}
     elif outcome.errors is not None:
         content = {"detail": outcome.errors, "advice": advice}
+        if outcome.partial_id is not None:
+            content["partial"] = {"response_id": outcome.partial_id, "alerted": outcome.alerted}
     else:
         content = {"detail": DETAIL[outcome.reason or "invalid"], "advice": advice}
     return JSONResponse(status_code=outcome.status, content=content, headers=NO_STORE)
@@ -189,7 +204,7 @@ def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Ch
                 previous_activities=context.previous_activities or None,
             )
         except InvalidAnswers as exc:
-            return _Outcome(422, context=context, errors=exc.errors, advice=_unsaved_advice(db, data, context, now))
+            return _refused(db, context, data, exc.errors, channel=channel, now=now)
         try:
             answered = record_answer(db, context.contact, answers, channel=channel, now=now)
         except SurveyUnavailable as exc:  # lost a race with another submit, or the window closed meanwhile
@@ -204,6 +219,34 @@ def _answer(token: str, data: dict[str, Any], settings: Settings, *, channel: Ch
             response_id=answered.response.id,
             alerted=answered.outcome.case_id is not None,
         )
+
+
+def _refused(
+    db: Session,
+    context: SurveyContext,
+    data: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    channel: Channel,
+    now: datetime,
+) -> _Outcome:
+    """Answers the validator refused: store their red-flag part when a red flag is ticked, and advise from the
+    evaluation stored with it; with no red flag nothing is stored and the advice is computed as for a used link."""
+    partial = partial_answers(data, context, errors)
+    if partial is None:
+        return _Outcome(422, context=context, errors=errors, advice=_unsaved_advice(db, data, context, now))
+    try:
+        stored = record_partial(db, context.contact, partial, channel=channel, now=now)
+    except SurveyUnavailable as exc:  # the complete answer, or the end of the window, came first
+        return _Outcome(STATUS[exc.reason], reason=exc.reason, advice=_advice(db, partial, context, now, saved=False))
+    return _Outcome(
+        422,
+        context=context,
+        errors=errors,
+        advice=advice_from(stored.outcome.evaluation, saved=False, clinic_open=_clinic_open(db, context, now)),
+        alerted=stored.outcome.case_id is not None,
+        partial_id=stored.response.id,
+    )
 
 
 def _advice(
@@ -265,7 +308,8 @@ def _submit_form(request: Request, token: str, form: dict[str, list[str]], setti
             step=context.step,
             previous_activities=context.previous_activities,
         )
-        return _form_page(request, context, values=kept, errors=errors, advice=outcome.advice, status=422)
+        note = partial_note(alerted=outcome.alerted) if outcome.partial_id is not None else None
+        return _form_page(request, context, values=kept, errors=errors, advice=outcome.advice, status=422, partial=note)
     return _unavailable_page(request, outcome.reason or "invalid", outcome.advice)
 
 
@@ -321,6 +365,7 @@ def _form_page(
     errors: dict[str, str],
     advice: Advice | None,
     status: int,
+    partial: str | None = None,
 ) -> Response:
     previous = context.previous_activities[:PSFS_MAX_ACTIVITIES]
     rows = len(previous) or PSFS_NEW_ROWS
@@ -339,6 +384,7 @@ def _form_page(
         "values": values,
         "errors": errors,
         "advice": advice,
+        "partial_note": partial,
         "clinic_phone": context.clinic_phone,
         "emergency_number": context.emergency_number,
         "action": request.url.path,

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from models import ClinicCreate, Contact, ContactStatus, SurveyResponse
+from models import ClinicCreate, Contact, ContactStatus, EscalationCase, SurveyResponse
 from models.base import utcnow
 from needlecare.core import db as database
 from needlecare.core.settings import Settings
@@ -38,14 +38,14 @@ pytestmark = pytest.mark.e2e
 
 CLINIC_TZ = "America/New_York"
 DAY_1, DAY_3 = "1-day check-in", "3-day check-in"
-CHECK_24H_FIELDS = {"soreness", "bruise", "redflags", "fainted", "free_text"}
-CHECK_72H_FIELDS = {"soreness", "nprs_usual", "nprs_worst", "redflags", "ran", "run_pain", "groc15"}
+CHECK_24H_FIELDS = {"soreness", "nprs_worst", "bruise", "redflags", "fainted", "free_text"}
+CHECK_72H_FIELDS = {"soreness", "nprs_usual", "nprs_worst", "bruise", "redflags", "ran", "run_pain", "groc15"}
 # Legends of the questions (the accessible names of their fieldsets).
 SORENESS = re.compile(r"^How sore are the spots")
 BRUISE = re.compile(r"^Do you have a bruise")
 REDFLAGS = re.compile(r"^Since your session, have you had any of these")
 FAINTED = re.compile(r"^Did you faint")
-NPRS_USUAL = re.compile(r"^How much does your injury hurt right now")
+NPRS_USUAL = re.compile(r"^On average over the last 24 hours, how much has your injury hurt")
 NPRS_WORST = re.compile(r"^What was the worst pain")
 RAN = re.compile(r"^Have you been for a run")
 RUN_PAIN = re.compile(r"^If you ran: how much did your injury hurt")
@@ -215,6 +215,7 @@ def field_names(page: Page) -> set[str]:
 
 def fill_24h(page: Page, *, fainted: str | None = "No", free_text: str = "", flag: str = "None of these") -> None:
     tap_choice(page, SORENESS, "3")
+    tap_choice(page, NPRS_WORST, "2")
     tap_choice(page, BRUISE, "A small bruise")
     tap_choice(page, REDFLAGS, flag, role="checkbox")
     if fainted:
@@ -253,7 +254,7 @@ def test_24h_check_from_the_email_link(env: Env, page: Page, shot: Any) -> None:
     assert field_names(page) == CHECK_24H_FIELDS
     expect(question(page, GROC)).to_have_count(0)
     expect(page.get_by_text("Compared with")).to_have_count(0)
-    for legend in (SORENESS, BRUISE, REDFLAGS, FAINTED):
+    for legend in (SORENESS, NPRS_WORST, BRUISE, REDFLAGS, FAINTED):
         expect(question(page, legend)).to_be_visible()
     expect(page.get_by_label("Short of breath")).to_be_visible()  # shown after lower-limb needling too
 
@@ -335,6 +336,7 @@ def test_error_summary_takes_focus_and_leads_to_the_question(env: Env, page: Pag
     page.goto(emailed_link(env, visit, DAY_1))
     expect(page).to_have_title(DAY_1)
     tap_choice(page, SORENESS, "2")
+    tap_choice(page, NPRS_WORST, "2")
     tap_choice(page, REDFLAGS, "None of these", role="checkbox")
     assert submit(page) == 422
 
@@ -368,25 +370,39 @@ def test_red_flag_shows_emergency_advice_at_once(env: Env, page: Page, shot: Any
     send_due(env, visit, 24)
     page.goto(emailed_link(env, visit, DAY_1))
 
-    # Only the red flag ticked, the rest left empty: the advice still comes first, though nothing is saved.
+    # Only the red flag ticked (and a message typed), the rest left empty: the advice comes first, the red flag
+    # is saved and alerted, and the rest of the form comes back to finish.
     tap_choice(page, REDFLAGS, "Short of breath", role="checkbox")
+    page.get_by_label("Your message").fill("Tight chest since lunch")
     assert submit(page) == 422
     advice = page.locator("section.advice")
     expect(advice).to_have_attribute("role", "alert")
     expect(advice.get_by_role("heading")).to_have_text(EMERGENCY_TITLE)
     expect(advice).to_contain_text("Do not wait for a reply from the clinic.")
     expect(advice).not_to_contain_text("Your answers are saved with your record.")
-    expect(advice).to_contain_text("Your answers are not saved yet, and your clinic has not been sent an alert.")
+    expect(advice).not_to_contain_text("your clinic has not been sent an alert")
+    expect(advice).to_contain_text("The warning signs you ticked are saved with your record.")
+    expect(advice).to_contain_text("We are sending your clinic an alert about them. It may not be read straight away.")
+    expect(advice).to_contain_text("Your other answers are not saved yet")
     expect(advice.get_by_role("link", name="Call 911")).to_have_attribute("href", "tel:911")
     box = advice.bounding_box()
     assert box is not None and box["y"] < 100, "the advice is the first thing on the page"
     expect(page).to_have_title(f"Error: {DAY_1}")
     expect(page.locator("#error-summary")).not_to_be_focused()  # the focus does not scroll the advice away
+    # soreness, worst pain, bruise, fainted
+    expect(page.locator("#error-summary").get_by_role("link")).to_have_count(4)
     assert page.evaluate("window.scrollY") == 0
     expect(page.get_by_label("Short of breath")).to_be_checked()
-    shot("not-saved")
+    expect(page.get_by_label("Your message")).to_have_value("Tight chest since lunch")
+    shot("partial-saved")
     contact = contact_of(env, visit, "check_24h")
-    assert response_for(env, contact) is None
+    partial = response_for(env, contact)
+    assert partial is not None and partial.redflags == ["breathless"] and partial.soreness is None
+    assert partial.free_text == "Tight chest since lunch"
+    with Session(env.engine) as db:
+        [case] = db.exec(select(EscalationCase).where(EscalationCase.contact_id == contact.id)).all()
+    assert case.tier == "EMERGENCY" and case.response_id == partial.id
+    assert contact_of(env, visit, "check_24h").status == ContactStatus.SENT.value, "still open to finish"
 
     # Complete the form with the red flag still ticked: stored, and the same advice at once.
     fill_24h(page, flag="Chest pain")
@@ -407,9 +423,12 @@ def test_red_flag_shows_emergency_advice_at_once(env: Env, page: Page, shot: Any
     expect(page.get_by_role("heading", level=1)).to_have_text("Thank you")
     shot()
     stored = response_for(env, contact)
-    assert stored is not None
+    assert stored is not None and stored.id == partial.id, "the complete answer fills in the partial's row"
     assert sorted(stored.redflags) == ["breathless", "chest_pain"]
     assert stored.advice_tier == "EMERGENCY"
+    with Session(env.engine) as db:
+        cases = db.exec(select(EscalationCase).where(EscalationCase.contact_id == contact.id)).all()
+    assert [c.id for c in cases] == [case.id], "breathless and chest pain are both R2: no second case"
 
 
 def test_closed_and_expired_links_show_no_patient_data(env: Env, page: Page, shot: Any) -> None:
@@ -484,6 +503,7 @@ def test_72h_check_with_groc_on_a_phone(env: Env, page: Page, shot: Any) -> None
     tap_choice(page, SORENESS, "2")
     tap_choice(page, NPRS_USUAL, "3")
     tap_choice(page, NPRS_WORST, "5")
+    tap_choice(page, BRUISE, "No bruise")
     tap_choice(page, REDFLAGS, "None of these", role="checkbox")
     tap_choice(page, RAN, "Yes")
     tap_choice(page, RUN_PAIN, "2")

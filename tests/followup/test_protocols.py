@@ -76,11 +76,14 @@ def test_default_timings_follow_the_domain_schedule() -> None:
     protocol = load_protocols()["itbs"]
     day1, day3, week1 = protocol.step("check_24h"), protocol.step("check_72h"), protocol.step("check_7d")
     assert (day1.offset_hours, day1.window_start_hours, day1.window_end_hours, day1.reminder_hours) == (24, 18, 48, [7])
-    assert day1.safety and day1.questions == ["soreness", "bruise", "redflags", "fainted", "free_text"]
+    # worst pain at 1 day (R8, R10's upgrade), bruising at 3 days (R7 at 48 h or later), soreness at 1 week (R11)
+    assert day1.safety and day1.questions == ["soreness", "nprs_worst", "bruise", "redflags", "fainted", "free_text"]
     assert (day3.offset_hours, day3.window_start_hours, day3.window_end_hours) == (72, 60, 120)
     assert day3.safety and day3.groc_anchor == "before your last session"
+    assert day3.questions == ["soreness", "nprs_usual", "nprs_worst", "bruise", "redflags", "ran", "run_pain", "groc15"]
     assert (week1.window_start_hours, week1.window_end_hours) == (144, 240)
     assert not week1.safety and week1.skip_if_next_session_before_due and "rom" not in week1.questions
+    assert week1.questions == ["soreness", "nprs_usual", "groc15", "psfs", "ran", "run_pain"]
     for step_id, offset, half_window in zip(OUTCOMES, (672, 1008, 2016), (120, 168, 240), strict=True):
         step = protocol.step(step_id)
         assert step.scope == "episode" and step.offset_hours == offset
@@ -132,7 +135,7 @@ def test_step_lookup_and_missing_step() -> None:
 def test_unknown_question_id(packs: Path) -> None:
     edit(packs / "default.toml", '"fainted", "free_text"', '"fainted", "mood", "free_text"')
     message = refused(packs)
-    assert "default.toml: steps[0].questions[4]: 'mood' is not a question id; allowed:" in message
+    assert "default.toml: steps[0].questions[5]: 'mood' is not a question id; allowed:" in message
     assert "nprs_usual" in message
 
 
@@ -207,7 +210,11 @@ def test_unknown_extra_key(packs: Path) -> None:
         ('id = "check_24h"', 'id = "Check 24h"', "steps[0].id: String should match pattern"),
         ("safety = true", "safety = maybe", "not valid TOML"),
         ("reminder_hours = [72, 168]", "reminder_hours = [168, 72]", "steps[5].reminder_hours[1]: 72: reminders are"),
-        ('"soreness", "bruise", "redflags"', '"soreness", "bruise"', "steps[0].safety: a safety step must ask"),
+        (
+            '"soreness", "nprs_worst", "bruise", "redflags"',
+            '"soreness", "nprs_worst", "bruise"',
+            "steps[0].safety: a safety step must ask",
+        ),
         ('title = "1-day check-in"\n', "", "steps[0].title: required key is missing"),
     ],
 )

@@ -253,7 +253,7 @@ def test_check_in_email_wording_for_the_first_day() -> None:
     protocol = get_protocols()["achilles_tendinopathy"]
     step = protocol.step("check_24h")
     email = render_email("survey", _survey_context(step.title, question_summary(step, protocol.injury)))
-    expected = "It has 3 questions, a checklist of 18 warning signs to tick and an optional comment box."
+    expected = "It has 4 questions, a checklist of 18 warning signs to tick and an optional comment box."
     assert expected in _text_only(email.html)
     assert expected in " ".join(email.text.split())
     for body in (email.text, _text_only(email.html)):

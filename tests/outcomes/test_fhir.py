@@ -28,7 +28,7 @@ from needlecare.followup.protocols import get_protocol, get_protocols
 from needlecare.followup.questions import validate_answers
 from needlecare.intake import ingest
 from needlecare.intake.clinics import add_clinic
-from needlecare.outcomes import fhir_codes, fhir_export, fhir_questionnaire, fhir_responses
+from needlecare.outcomes import fhir_codes, fhir_export, fhir_patients, fhir_questionnaire, fhir_responses
 from needlecare.surveys.responses import load_contact, record_answer
 from tests.factories import PATIENT_EMAIL, PATIENT_LAST, PATIENT_NAME, PATIENT_PHONE, event_body
 
@@ -44,7 +44,14 @@ ANSWERS: list[tuple[int, str, dict[str, Any]]] = [
     (
         1,
         "check_24h",
-        {"soreness": 2, "bruise": "small", "redflags": ["none"], "fainted": False, "free_text": FREE_TEXT},
+        {
+            "soreness": 2,
+            "nprs_worst": 3,
+            "bruise": "small",
+            "redflags": ["none"],
+            "fainted": False,
+            "free_text": FREE_TEXT,
+        },
     ),
     (
         2,
@@ -53,6 +60,7 @@ ANSWERS: list[tuple[int, str, dict[str, Any]]] = [
             "soreness": 1,
             "nprs_usual": 4,
             "nprs_worst": 7,
+            "bruise": "none",
             "redflags": ["spreading_redness"],
             "ran": True,
             "run_pain": 3,
@@ -63,6 +71,7 @@ ANSWERS: list[tuple[int, str, dict[str, Any]]] = [
         3,
         "check_7d",
         {
+            "soreness": 0,
             "nprs_usual": 3,
             "groc15": 3,
             "psfs": [{"activity": PSFS_ACTIVITY, "score": 6}, {"activity": "Easy 5 km run", "score": 3}],
@@ -76,9 +85,9 @@ ANSWERS: list[tuple[int, str, dict[str, Any]]] = [
         {"nprs_usual": 2, "groc15": 4, "psfs": [{"activity": "Stairs", "score": 8}], "free_text": FREE_TEXT},
     ),
 ]
-# Observations per answer above, counted by hand: 1 (soreness) + 5 (soreness, usual, worst, run pain, GROC)
-# + 4 (usual, GROC, PSFS mean, WBLT) + 3 (usual, GROC, PSFS mean).
-EXPECTED_OBSERVATIONS = 13
+# Observations per answer above, counted by hand: 2 (soreness, worst) + 5 (soreness, usual, worst, run pain, GROC)
+# + 5 (soreness, usual, GROC, PSFS mean, WBLT) + 3 (usual, GROC, PSFS mean).
+EXPECTED_OBSERVATIONS = 15
 FORBIDDEN = [PATIENT_NAME, PATIENT_LAST, PATIENT_EMAIL, PATIENT_PHONE, FREE_TEXT, PSFS_ACTIVITY, "Dana Reyes", "PT-1"]
 
 
@@ -264,6 +273,52 @@ def test_export_writes_valid_resources_that_match_the_database(
     assert observations[f"obs-{week}-psfs-mean"]["valueQuantity"]["value"] == 4.5
     psfs = [item for item in responses[f"qr-{week}"]["item"] if item["linkId"] == "psfs"]
     assert [group["item"][0]["answer"][0]["valueInteger"] for group in psfs] == [6, 3]
+
+
+def references(resource: Any) -> list[str]:
+    """Every ``reference`` string anywhere in a resource."""
+    if isinstance(resource, dict):
+        found = [resource["reference"]] if isinstance(resource.get("reference"), str) else []
+        return found + [ref for value in resource.values() for ref in references(value)]
+    if isinstance(resource, list):
+        return [ref for value in resource for ref in references(value)]
+    return []
+
+
+def test_every_reference_resolves_to_a_resource_in_the_export(
+    db: Session, answered: dict[str, int], tmp_path: Path
+) -> None:
+    counts = fhir_export.export_clinic(db, CLINIC, tmp_path / "out")
+    resources = read_export(tmp_path / "out")
+    present = {f"{rtype}/{r['id']}" for rtype, items in resources.items() for r in items}
+    refs = [ref for items in resources.values() for r in items for ref in references(r)]
+    assert len([ref for ref in refs if ref.startswith("Patient/")]) == len(ANSWERS) + EXPECTED_OBSERVATIONS
+    assert [ref for ref in refs if ref not in present] == []
+    patient_ids = {
+        s.patient_id
+        for s in db.exec(select(SurveyResponse).where(col(SurveyResponse.id).in_(list(answered.values())))).all()
+    }
+    assert {p["id"] for p in resources["Patient"]} == {str(i) for i in patient_ids}
+    assert counts.patients == len(patient_ids) == len(ANSWERS), "one Patient per exported patient, no other clinic's"
+
+
+def test_a_patient_holds_only_its_identifier_unless_more_is_asked_for(
+    db: Session, answered: dict[str, int], tmp_path: Path
+) -> None:
+    fhir_export.export_clinic(db, CLINIC, tmp_path / "minimal")
+    for patient in read_export(tmp_path / "minimal")["Patient"]:
+        assert set(patient) == {"resourceType", "id", "identifier"}
+        assert patient["identifier"] == [
+            {"use": "secondary", "system": fhir_patients.PATIENT_ID_SYSTEM, "value": patient["id"]}
+        ]
+    fields = fhir_patients.PatientFields(clinic_number=True, name=True, telecom=True)
+    fhir_export.export_clinic(db, CLINIC, tmp_path / "full", patient_fields=fields)
+    full = read_export(tmp_path / "full")["Patient"]
+    text = json.dumps(full)
+    assert PATIENT_LAST in text and PATIENT_EMAIL in text
+    assert all(p["identifier"][1]["system"] == fhir_patients.clinic_number_system(CLINIC) for p in full)
+    with pytest.raises(ValueError):
+        fhir_patients.PatientFields.model_validate({"address": True})
 
 
 def test_no_patient_details_or_free_text_leave_the_app(db: Session, answered: dict[str, int], tmp_path: Path) -> None:

@@ -109,7 +109,12 @@ def test_the_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "normal"),
-    [("Can\u2019t WALK!", "cant walk"), ("Fi\u00e8vre", "fievre"), ("short-of-breath", "short of breath")],
+    [
+        ("Can\u2019t WALK!", "cant walk"),
+        ("Fi\u00e8vre", "fievre"),
+        ("short-of-breath", "short of breath"),
+        ("pins&needles", "pins and needles"),
+    ],
 )
 def test_normalise(raw: str, normal: str) -> None:
     assert normalise(raw) == normal

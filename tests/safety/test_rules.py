@@ -67,10 +67,11 @@ CASES: list[tuple[str, str, dict[str, Any], Tier | None]] = [
     # R5 infection
     ("R5", "pus", {"redflags": ["pus"]}, "SAME_DAY"),
     ("R5", "site signs at 9 d", {"redflags": ["red_streaks"], "hours_since_session": 216}, "SAME_DAY"),
-    ("R5", "fever 38.0 at 3 d", {"fever_c": 38.0, "hours_since_session": 72}, "SAME_DAY"),
+    ("R5", "fever ticked at 3 d", {"redflags": ["fever"], "hours_since_session": 72}, "SAME_DAY"),
     ("R5", "fever ticked", {"redflags": ["fever"]}, "SAME_DAY"),
-    ("R5", "37.9 °C", {"fever_c": 37.9}, None),
-    ("R5", "fever after 7 d", {"fever_c": 38.5, "hours_since_session": 200}, None),
+    ("R5", "fever ticked after 7 d", {"redflags": ["fever"], "hours_since_session": 200}, None),
+    # v2: no check asks for a measured temperature, so R5 does not test one
+    ("R5", "a measured 38.5 °C alone", {"fever_c": 38.5, "hours_since_session": 72}, None),
     # R6 nerve: SAME_DAY, EMERGENCY when getting worse or cannot walk
     ("R6", "new tingling", {"redflags": ["new_tingling"]}, "SAME_DAY"),
     ("R6", "weakness getting worse", {"redflags": ["new_weakness"], "getting_worse": True}, "EMERGENCY"),
@@ -90,14 +91,14 @@ CASES: list[tuple[str, str, dict[str, Any], Tier | None]] = [
     ("R9", "up 2 at 59 h", {"baseline_nprs": 4, "nprs_usual": 6, "hours_since_session": 59}, None),
     ("R9", "up 1 at 72 h", {"baseline_nprs": 4, "nprs_usual": 5, "hours_since_session": 72}, None),
     ("R9", "no baseline", {"nprs_usual": 9, "hours_since_session": 72}, None),
-    # R10 strong soreness at the 24 h check; SAME_DAY with R8 or R9
+    # R10 strong soreness at the 24 h check; SAME_DAY with R8 (v2: not with R9, which needs 60 h or more)
     ("R10", "soreness 7 at check_24h", {"soreness": 7, "step_id": "check_24h"}, "NEXT_BD"),
     ("R10", "with R8", {"soreness": 8, "step_id": "check_24h", "nprs_worst": 9}, "SAME_DAY"),
     (
         "R10",
-        "with R9",
+        "R9's inputs do not upgrade it",
         {"soreness": 7, "step_id": "check_24h", "baseline_nprs": 2, "nprs_usual": 5, "hours_since_session": 60},
-        "SAME_DAY",
+        "NEXT_BD",
     ),
     ("R10", "soreness 6 at check_24h", {"soreness": 6, "step_id": "check_24h"}, None),
     ("R10", "soreness 7 at check_72h", {"soreness": 7, "step_id": "check_72h", "hours_since_session": 72}, None),
@@ -308,9 +309,9 @@ BROKEN: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         "nested unknown operator",
-        '{ var = "fever_c", op = ">=", value = 38.0 }',
-        '{ var = "fever_c", op = "~", value = 38.0 }',
-        ["rules[4].when.any[2].all[0].op", "unknown operator '~'"],
+        '{ var = "redflags", op = "contains_any", value = ["fever"] }',
+        '{ var = "redflags", op = "~", value = ["fever"] }',
+        ["rules[4].when.any[1].all[0].op", "unknown operator '~'"],
     ),
     (
         "extra key in a test",
@@ -328,7 +329,7 @@ BROKEN: list[tuple[str, str, str, list[str]]] = [
     ("duplicate id", 'id = "R9"', 'id = "R8"', ["rules[8].id", "duplicate id 'R8'", "rules[7]"]),
     (
         "upgrade names an unknown rule",
-        'when_rules = ["R8", "R9"]',
+        'when_rules = ["R8"]',
         'when_rules = ["R8", "R99"]',
         ["rules[9].upgrade.when_rules[1]", "no rule 'R99'"],
     ),

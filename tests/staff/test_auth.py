@@ -1,4 +1,4 @@
-"""Staff logins (needlecare/staff/auth.py) and `needlecare staff …`: hashing, lockout, sessions, CSRF, audit.
+"""Staff logins (needlecare/staff/auth.py) and `needlecare staff …`: hashing, no lockout, sessions, CSRF, audit.
 
 Database tests run on SQLite and PostgreSQL through the shared ``db`` fixture.
 """
@@ -94,7 +94,7 @@ def test_weak_passwords_are_refused_with_a_clear_message(password: str) -> None:
 
 
 def test_twelve_characters_are_enough() -> None:
-    assert auth.verify_password("abcdefghijkl", auth.hash_password("abcdefghijkl"))
+    assert auth.verify_password("tamarind-owl", auth.hash_password("tamarind-owl"))
 
 
 # ---- users ----------------------------------------------------------------------------------------------
@@ -182,24 +182,18 @@ def test_unknown_email_costs_one_scrypt_like_a_real_user(
     assert unknown.entity_id == "unknown" and "nobody" not in json.dumps(unknown.detail)
 
 
-def test_ten_failures_lock_the_account_for_fifteen_minutes(db: Session, clinic: Clinic) -> None:
+def test_failures_never_lock_the_account(db: Session, clinic: Clinic) -> None:
+    """Strangers' wrong passwords must not keep the owner out: the web layer slows attempts down instead."""
     user = make_user(db, clinic)
     now = utcnow()
-    for _ in range(9):
-        assert auth.authenticate(db, EMAIL, "wrong password here", now) is None
+    for _ in range(25):
+        assert auth.attempt_login(db, EMAIL, "wrong password here", now).reason == "password"
     db.refresh(user)
-    assert user.locked_until is None and user.failed_logins == 9
-    assert auth.attempt_login(db, EMAIL, "wrong password here", now).reason == "password"
+    assert user.failed_logins == 25 and user.locked_until is None
+    assert auth.authenticate(db, EMAIL, PASSWORD, now) is not None
     db.refresh(user)
-    assert user.locked_until == now + timedelta(minutes=15)
-    # Locked: the right password fails too, with the same outcome for the caller.
-    later = now + timedelta(minutes=14, seconds=59)
-    assert auth.attempt_login(db, EMAIL, PASSWORD, later) == auth.LoginAttempt(None, "locked")
-    assert len(audit_rows(db, "staff.locked")) == 1
-    after = now + timedelta(minutes=15)
-    assert auth.authenticate(db, EMAIL, PASSWORD, after) is not None
-    db.refresh(user)
-    assert user.failed_logins == 0 and user.locked_until is None
+    assert user.failed_logins == 0
+    assert audit_rows(db, "staff.locked") == []
 
 
 def test_a_success_resets_the_failure_count(db: Session, clinic: Clinic) -> None:

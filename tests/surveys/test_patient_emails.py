@@ -65,7 +65,7 @@ def test_aftercare_and_check_in_emails_speak_the_patients_language(
     outbox.run_pass(db, now=completed + timedelta(hours=24, minutes=5), settings=settings)
     check_in = _mail(sink, "1-day check-in")
     for words in _words(check_in):
-        assert "It has 3 questions, a checklist of 18 warning signs to tick and an optional comment box." in words
+        assert "It has 4 questions, a checklist of 18 warning signs to tick and an optional comment box." in words
         assert "short questions" not in words and "minute" not in words
         assert "phone the clinic on +1 555-010-0200" in words and "call 911" in words
         assert "(New York time)" in words and "America/New_York" not in words

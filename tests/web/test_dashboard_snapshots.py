@@ -267,7 +267,7 @@ def test_a_snapshot_stored_by_the_previous_version_is_recomputed_with_the_headli
     build(db, clinic.id)
     data, seconds = report_store.compute(db, clinic.id)
     document = json.loads(report_store.encode(data))
-    assert document["format"] == report_store.FORMAT_VERSION == 2
+    assert document["format"] == report_store.FORMAT_VERSION == 3
     del document["report"]["outcomes"]["headline"]
     document["format"] = 1
     old = json.dumps(document)

@@ -121,7 +121,7 @@ def test_wrong_types_deep_in_the_body_never_500(client: TestClient) -> None:
 
 
 def test_outbox_is_development_only(settings: Settings, clinic: Clinic) -> None:
-    with TestClient(create_app(settings)) as dev:
+    with TestClient(create_app(settings.model_copy(update={"env": "development"}))) as dev:
         assert dev.get("/outbox.json").status_code == 200
         assert dev.get("/outbox").status_code == 200
         assert dev.get("/outbox/../../etc/passwd").status_code == 404

@@ -2,9 +2,12 @@
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
@@ -15,7 +18,8 @@ from models import AuditEvent, Clinic, ClinicCreate, StaffUser, WebSession
 from models.base import utcnow
 from needlecare.core.settings import Settings
 from needlecare.intake.clinics import add_clinic
-from needlecare.staff import auth
+from needlecare.staff import auth, totp
+from needlecare.web import ratelimit
 from needlecare.web.app import create_app
 from needlecare.web.auth import SESSION_COOKIE, CsrfChecked, CurrentUser, ensure_same_clinic, safe_next
 from needlecare.web.templating import templates
@@ -68,6 +72,12 @@ def make_app(settings: Settings) -> FastAPI:
 def client(settings: Settings, user: StaffUser) -> Iterator[TestClient]:
     with TestClient(make_app(settings), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
+
+
+def secret_of(client: TestClient) -> str:
+    """The secret key of the app under test."""
+    settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
+    return settings.secret_key.get_secret_value()
 
 
 def csrf_from(html: str) -> str:
@@ -123,7 +133,7 @@ def test_login_sets_an_http_only_session_cookie_and_goes_to_next(client: TestCli
     assert "Dana Reyes" in page.text and 'action="/logout"' in page.text
     assert 'href="/cases"' in page.text and 'href="/dashboard"' in page.text
     assert page.headers["cache-control"] == "no-store"  # logged-in pages are never cached
-    assert csrf_from(page.text) == auth.csrf_token("dev-only-insecure-secret-key-change-me", token)
+    assert csrf_from(page.text) == auth.csrf_token(secret_of(client), token)
 
 
 def test_cookie_is_secure_behind_https(settings: Settings, user: StaffUser) -> None:
@@ -165,7 +175,10 @@ def test_missing_fields_are_marked_beside_the_field(client: TestClient) -> None:
     "target", ["//evil.example", "https://evil.example/x", "/\\evil.example", "/\t/evil.example", "evil", ""]
 )
 def test_next_outside_the_site_is_ignored(client: TestClient, target: str) -> None:
-    response = login(client, next_path=target)
+    # The form's next field (a URL with a control character in its query is refused by the input boundary).
+    page = client.get("/login")
+    data = {"email": EMAIL, "password": PASSWORD, "csrf": csrf_from(page.text), "next": target}
+    response = client.post("/login", data=data)
     assert response.status_code == 303
     assert response.headers["location"] == "/cases"
 
@@ -196,7 +209,7 @@ def test_login_without_or_with_a_wrong_csrf_token_is_refused(client: TestClient,
     wrong = client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf": "forged"})
     assert wrong.status_code == 403
     # A token made for someone else's pre-login cookie (login CSRF) does not fit this browser's cookie.
-    other = auth.csrf_token("dev-only-insecure-secret-key-change-me", "attackers-own-pre-login-cookie", purpose="login")
+    other = auth.csrf_token(secret_of(client), "attackers-own-pre-login-cookie", purpose="login")
     assert client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf": other}).status_code == 403
     assert sessions(db) == []
     # The refusal page is a fresh form that works.
@@ -214,7 +227,7 @@ def test_a_new_login_replaces_the_old_session(client: TestClient, db: Session) -
     first = client.cookies[SESSION_COOKIE]
     assert client.get("/login").status_code == 303  # logged in already: no form, so post one directly
     client.cookies.set("nc_login", "p" * 43)
-    csrf = auth.csrf_token("dev-only-insecure-secret-key-change-me", "p" * 43, purpose="login")
+    csrf = auth.csrf_token(secret_of(client), "p" * 43, purpose="login")
     assert client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf": csrf}).status_code == 303
     assert client.cookies[SESSION_COOKIE] != first
     assert len(sessions(db)) == 1
@@ -254,7 +267,7 @@ def test_staff_post_needs_the_csrf_token(client: TestClient) -> None:
 def test_csrf_token_of_another_session_is_refused(client: TestClient, db: Session, user: StaffUser) -> None:
     other_token = auth.start_session(db, user, utcnow())
     login(client)
-    other_csrf = auth.csrf_token("dev-only-insecure-secret-key-change-me", other_token)
+    other_csrf = auth.csrf_token(secret_of(client), other_token)
     assert client.post("/staff-test", data={"csrf": other_csrf}).status_code == 403
 
 
@@ -318,3 +331,140 @@ def test_oversized_or_overfull_forms_are_refused(client: TestClient) -> None:
         ).status_code
         == 400
     )
+
+
+# ---- guessing: growing delay, never a lockout -----------------------------------------------------------
+
+
+def slow_app(settings: Settings, **changes: Any) -> FastAPI:
+    """The app with a per-email delay that starts after two failures (1 s, doubling)."""
+    limits = {"login_free_failures": 2, "login_delay_seconds": 1.0, "login_delay_max_seconds": 4.0, **changes}
+    return make_app(settings.model_copy(update=limits))
+
+
+def test_repeated_wrong_passwords_slow_the_email_down_instead_of_locking_it(
+    settings: Settings, user: StaffUser, db: Session
+) -> None:
+    with TestClient(slow_app(settings), follow_redirects=False) as stranger:
+        assert login(stranger, password="guess number one").status_code == 401
+        assert login(stranger, password="guess number two").status_code == 401
+        refused = login(stranger)  # even the right password waits: the delay is what stops guessing
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "Wait 1 seconds" in refused.text and "nothing is locked" in refused.text
+        assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in set_cookie_headers(refused))
+        time.sleep(1.1)
+        assert login(stranger).status_code == 303  # once the delay has passed the account works
+    db.refresh(user)
+    assert user.locked_until is None
+
+
+def test_an_unknown_email_is_slowed_down_the_same_way(settings: Settings, user: StaffUser) -> None:
+    with TestClient(slow_app(settings), follow_redirects=False) as client:
+        codes = []
+        for _ in range(3):
+            page = client.get("/login")
+            data = {"email": "nobody@riverside.example", "password": "a guess", "csrf": csrf_from(page.text)}
+            codes.append(client.post("/login", data=data).status_code)
+    assert codes == [401, 401, 429]
+
+
+def test_a_browser_that_logged_in_before_is_not_held_up_by_strangers(settings: Settings, user: StaffUser) -> None:
+    app = slow_app(settings, login_delay_seconds=60.0, login_delay_max_seconds=60.0)
+    with TestClient(app, follow_redirects=False) as owner, TestClient(app, follow_redirects=False) as stranger:
+        first = login(owner)
+        assert first.status_code == 303
+        [device] = [c for c in set_cookie_headers(first) if c.startswith("nc_device=")]
+        assert "httponly" in device.lower() and "path=/login" in device.lower()
+        owner.post("/logout", data={"csrf": csrf_from(owner.get("/staff-test").text)})
+        for n in range(4):
+            login(stranger, password=f"stranger guess {n}")
+        assert login(stranger).status_code == 429
+        with TestClient(app, follow_redirects=False) as forger:
+            forger.cookies.set("nc_device", f"{user.id}.forged.signature")
+            assert login(forger).status_code == 429  # a forged device cookie counts for nothing
+        assert login(owner).status_code == 303  # the owner's browser carries the device cookie
+
+
+def test_at_most_the_configured_number_of_passwords_are_hashed_at_once(settings: Settings, user: StaffUser) -> None:
+    app = make_app(settings.model_copy(update={"login_hash_concurrency": 2, "login_free_failures": 50}))
+    with TestClient(app, follow_redirects=False) as client:
+        forms = []
+        for _ in range(8):
+            page = client.get("/login")
+            forms.append((dict(client.cookies), csrf_from(page.text)))
+
+        def attempt(form: tuple[dict[str, str], str]) -> int | str:
+            cookies, csrf = form
+            with TestClient(app, follow_redirects=False, cookies=cookies) as own:
+                data = {"email": EMAIL, "password": "not the password", "csrf": csrf}
+                response = own.post("/login", data=data)
+                return response.status_code if response.status_code != 429 else response.text
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(attempt, forms))
+    assert codes == [401] * 8
+    hashing = ratelimit.slots(app, "login-hash", 2)
+    assert 1 <= hashing.peak <= 2 and hashing.busy == 0  # every check went through the slots, two at most
+
+
+def test_no_free_password_check_is_a_503_with_retry_after(settings: Settings, user: StaffUser) -> None:
+    app = make_app(settings.model_copy(update={"login_hash_concurrency": 1, "login_hash_wait_seconds": 0}))
+    hashing = ratelimit.slots(app, "login-hash", 1)
+    with TestClient(app, follow_redirects=False) as client:
+        assert hashing.take(0)  # another login is being checked
+        try:
+            busy = login(client)
+        finally:
+            hashing.give_back()
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+        assert "busy checking other logins" in busy.text
+        assert login(client).status_code == 303
+
+
+# ---- TOTP second factor ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def totp_secret(db: Session, user: StaffUser) -> str:
+    secret = totp.new_totp_secret()
+    totp.enable_totp(db, user, secret)
+    return secret
+
+
+def code_step(client: TestClient) -> Any:
+    response = login(client)
+    assert response.status_code == 200, response.text
+    assert 'name="code"' in response.text and 'autocomplete="one-time-code"' in response.text
+    assert 'name="password"' not in response.text
+    assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in set_cookie_headers(response))
+    return response
+
+
+def test_totp_user_needs_the_code_after_the_password(
+    client: TestClient, db: Session, totp_secret: str, user: StaffUser
+) -> None:
+    page = code_step(client)
+    assert sessions(db) == []
+    assert client.get("/staff-test").status_code == 303  # the right password alone is not a login
+    wrong = client.post("/login", data={"step": "code", "code": "000000", "csrf": csrf_from(page.text), "next": "/x"})
+    assert wrong.status_code == 401 and "wrong or was already used" in wrong.text
+    code = pyotp.TOTP(totp_secret).now()
+    done = client.post("/login", data={"step": "code", "code": code, "csrf": csrf_from(wrong.text), "next": "/x"})
+    assert done.status_code == 303 and done.headers["location"] == "/x"
+    assert client.get("/staff-test").status_code == 200
+    # The same code cannot be used again, even straight after, in another login.
+    client.cookies.delete(SESSION_COOKIE)
+    again = code_step(client)
+    replay = client.post("/login", data={"step": "code", "code": code, "csrf": csrf_from(again.text)})
+    assert replay.status_code == 401
+
+
+def test_the_code_step_without_the_password_step_is_refused(
+    client: TestClient, db: Session, totp_secret: str, user: StaffUser
+) -> None:
+    page = client.get("/login")
+    code = pyotp.TOTP(totp_secret).now()
+    client.cookies.set("nc_2fa", f"{user.id}.9999999999.forged", path="/login")
+    response = client.post("/login", data={"step": "code", "code": code, "csrf": csrf_from(page.text)})
+    assert response.status_code == 403 and "Log in again" in response.text
+    assert sessions(db) == []

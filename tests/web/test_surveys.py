@@ -76,11 +76,19 @@ def assert_reveals_nothing(text: str) -> None:
         assert step_words not in text
 
 
-CHECK_24H_OK = {"soreness": "3", "bruise": "small", "redflags": "none", "fainted": "no", "free_text": "Bit stiff."}
+CHECK_24H_OK = {
+    "soreness": "3",
+    "nprs_worst": "2",
+    "bruise": "small",
+    "redflags": "none",
+    "fainted": "no",
+    "free_text": "Bit stiff.",
+}
 CHECK_72H_OK = {
     "soreness": "1",
     "nprs_usual": "2",
     "nprs_worst": "3",
+    "bruise": "none",
     "redflags": "none",
     "ran": "no",
     "groc15": "1",
@@ -97,9 +105,9 @@ def test_form_shows_only_the_steps_questions(client: TestClient, db: Session, se
     assert page.status_code == 200
     html = page.text
     assert 'name="viewport"' in html and "Hi Sam" in html
-    for asked in ("soreness", "bruise", "redflags", "fainted", "free_text"):
+    for asked in ("soreness", "nprs_worst", "bruise", "redflags", "fainted", "free_text"):
         assert f'name="{asked}"' in html
-    for not_asked in ("nprs_usual", "nprs_worst", "groc15", "rom_value", "psfs_activity_0", "ran", "run_pain"):
+    for not_asked in ("nprs_usual", "groc15", "rom_value", "psfs_activity_0", "ran", "run_pain"):
         assert f'name="{not_asked}"' not in html
     for private in (PATIENT_LAST, PATIENT_EMAIL, PATIENT_PHONE):
         assert private not in html
@@ -121,6 +129,7 @@ def test_form_for_72h_and_6wk_shows_groc_anchor_rom_and_psfs(
     assert "Compared with before your last session" in html
     assert html.count('name="groc15"') == 15 and "A very great deal worse" in html and "About the same" in html
     assert 'name="nprs_worst"' in html and 'name="run_pain"' in html and 'name="rom_value"' not in html
+    assert 'name="bruise"' in html, "bruising is asked again at 3 days (a bruise still spreading at 48 h or later)"
 
     html = client.get(f"/s/{token_for(make_contact(db, session, 'outcome_6wk'), settings)}").text
     assert "before this episode started" in html
@@ -244,7 +253,8 @@ def test_red_flag_on_a_form_with_errors_still_shows_the_advice(
     assert "Call your local emergency number now" in page.text and 'id="err-soreness"' in page.text
     assert SAVED not in page.text
     assert 'id="error-summary" tabindex="-1" aria-labelledby' in page.text, "no autofocus under urgent advice"
-    assert responses(db) == []
+    [partial] = responses(db)  # its red-flag part is stored (tests/web/test_survey_partial.py)
+    assert partial.redflags == ["chest_pain"] and partial.soreness is None
 
 
 def test_an_answered_link_gives_409(client: TestClient, db: Session, settings: Settings) -> None:
@@ -306,7 +316,15 @@ def test_a_planned_contact_answers_only_inside_its_window(client: TestClient, db
     assert client.get(f"/s/{token_for(early, settings)}").status_code == 410
     inside = make_contact(db, session, "check_72h", status="planned")
     url = f"/api/v1/surveys/{token_for(inside, settings)}/answers"
-    body = {"soreness": 2, "nprs_usual": 3, "nprs_worst": 4, "redflags": ["none"], "ran": False, "groc15": 2}
+    body = {
+        "soreness": 2,
+        "nprs_usual": 3,
+        "nprs_worst": 4,
+        "bruise": "none",
+        "redflags": ["none"],
+        "ran": False,
+        "groc15": 2,
+    }
     assert client.post(url, json=body).status_code == 201
 
 
@@ -365,7 +383,15 @@ def test_form_run_pain_is_ignored_when_the_patient_did_not_run(
 ) -> None:
     session = make_session(db)
     contact = make_contact(db, session, "check_72h")
-    form = {"soreness": "1", "nprs_usual": "2", "nprs_worst": "3", "redflags": "none", "ran": "no", "run_pain": "4"}
+    form = {
+        "soreness": "1",
+        "nprs_usual": "2",
+        "nprs_worst": "3",
+        "bruise": "none",
+        "redflags": "none",
+        "ran": "no",
+        "run_pain": "4",
+    }
     page = client.post(f"/s/{token_for(contact, settings)}", data={**form, "groc15": "-2"})
     assert page.status_code == 200, page.text
     stored = responses(db)[0]
@@ -388,7 +414,7 @@ def test_error_summary_takes_focus_and_uses_the_words_of_the_page(
     session = make_session(db)
     contact = make_contact(db, session, "check_24h")
     url = f"/s/{token_for(contact, settings)}"
-    page = client.post(url, data={"bruise": "huge", "redflags": "none", "soreness": "3"})
+    page = client.post(url, data={"bruise": "huge", "redflags": "none", "soreness": "3", "nprs_worst": "2"})
     assert page.status_code == 422
     html = page.text
     assert "<title>Error: 1-day check-in</title>" in html
@@ -406,7 +432,10 @@ def test_error_summary_takes_focus_and_uses_the_words_of_the_page(
     assert '<span class="visually-hidden">Error: </span>Choose whether you have a bruise' in html
     assert html.index('id="error-summary"') < html.index("<h1>"), "the summary comes before the heading"
     # A warning sign ticked with "None of these": said in the page's words, under the advice it already gets.
-    both = client.post(url, data={"soreness": "3", "bruise": "none", "redflags": ["none", "pus"], "fainted": "no"})
+    both = client.post(
+        url,
+        data={"soreness": "3", "nprs_worst": "2", "bruise": "none", "redflags": ["none", "pus"], "fainted": "no"},
+    )
     assert _summary(both.text) == [("redflags-0", "You ticked “None of these” and a warning sign: untick one of them")]
     assert "advice-SAME_DAY" in both.text and " autofocus" not in both.text
 
@@ -494,8 +523,10 @@ def test_after_a_red_flag_the_page_gives_the_clinic_phone_and_says_an_alert_is_s
 
 def test_no_alert_is_claimed_when_none_was_sent(client: TestClient, db: Session, settings: Settings) -> None:
     session = make_session(db)
-    # Answers that cannot be stored: advice at once, and it says the clinic has not been told.
-    unsaved = client.post(f"/s/{token_for(make_contact(db, session, 'check_24h'), settings)}", data={"redflags": "pus"})
+    # Answers that cannot be stored, with no red flag ticked: advice at once, and it says the clinic has not
+    # been told (with a red flag its part is stored and alerted: tests/web/test_survey_partial.py).
+    other = make_contact(db, make_session(db, 2), "check_72h")
+    unsaved = client.post(f"/s/{token_for(other, settings)}", data={"nprs_worst": "9"})
     assert unsaved.status_code == 422
     assert "We are sending your clinic an alert" not in unsaved.text
     assert "Your answers are not saved yet, and your clinic has not been sent an alert." in unsaved.text
@@ -517,7 +548,7 @@ def test_api_answers_201_then_409(
     session = make_session(db)
     contact = make_contact(db, session, "check_24h")
     url = f"/api/v1/surveys/{token_for(contact, settings)}/answers"
-    body = {"soreness": 8, "bruise": "large", "redflags": ["none"], "fainted": True}
+    body = {"soreness": 8, "nprs_worst": 5, "bruise": "large", "redflags": ["none"], "fainted": True}
     first = client.post(url, json=body)
     assert first.status_code == 201, first.text
     [stored] = responses(db)
@@ -536,7 +567,7 @@ def test_api_422_maps_each_field_to_what_is_allowed(client: TestClient, db: Sess
     response = client.post(url, json={"soreness": 11, "bruise": "huge", "groc15": 2, "redflags": [], "colour": "red"})
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert set(detail) == {"soreness", "bruise", "groc15", "redflags", "fainted", "colour"}
+    assert set(detail) == {"soreness", "nprs_worst", "bruise", "groc15", "redflags", "fainted", "colour"}
     assert "0 (no soreness) to 10" in detail["soreness"] and "none, small, large" in detail["bruise"]
     assert detail["groc15"] == NOT_ASKED and "unknown field" in detail["colour"]
     assert response.json()["advice"] is None
@@ -545,7 +576,7 @@ def test_api_422_maps_each_field_to_what_is_allowed(client: TestClient, db: Sess
         assert bad.status_code == 422 and "JSON object" in bad.json()["detail"]["body"]
     assert responses(db) == []
     spec = client.get("/openapi.json").json()
-    assert "/api/v1/surveys/{token}/answers" in spec["paths"] and "/s/{token}" not in spec["paths"]
+    assert "/api/v1/surveys/{token}/answers" in spec["paths"] and "/s/{token}" in spec["paths"]  # every public page
 
 
 def test_api_bad_and_expired_tokens(client: TestClient, db: Session, settings: Settings) -> None:
@@ -564,7 +595,7 @@ def test_concurrent_double_submit_stores_one_answer(client: TestClient, db: Sess
     session = make_session(db)
     contact = make_contact(db, session, "check_24h")
     url = f"/api/v1/surveys/{token_for(contact, settings)}/answers"
-    body = {"soreness": 2, "bruise": "none", "redflags": ["none"], "fainted": False}
+    body = {"soreness": 2, "nprs_worst": 3, "bruise": "none", "redflags": ["none"], "fainted": False}
     barrier = threading.Barrier(4)
     statuses: list[int] = []
 
@@ -679,15 +710,23 @@ def test_make_token_refuses_naive_expiry() -> None:
 
 # ---- answers -----------------------------------------------------------------------------------------
 
-OK_24H: dict[str, Any] = {"soreness": 3, "bruise": "none", "redflags": ["none"], "fainted": False}
+OK_24H: dict[str, Any] = {"soreness": 3, "nprs_worst": 2, "bruise": "none", "redflags": ["none"], "fainted": False}
 OK_72H: dict[str, Any] = {
     "soreness": 2,
     "nprs_usual": 3,
     "nprs_worst": 5,
+    "bruise": "none",
     "redflags": ["none"],
     "ran": True,
     "run_pain": 2,
     "groc15": 1,
+}
+OK_7D: dict[str, Any] = {
+    "soreness": 0,
+    "nprs_usual": 2,
+    "groc15": 3,
+    "psfs": [{"activity": "Run", "score": 6}],
+    "ran": False,
 }
 OK_6WK: dict[str, Any] = {"nprs_usual": 2, "groc15": 4, "psfs": [{"activity": "Run 5 km", "score": 6}], "ran": False}
 
@@ -702,6 +741,7 @@ OK_6WK: dict[str, Any] = {"nprs_usual": 2, "groc15": 4, "psfs": [{"activity": "R
         ("check_24h", {**OK_24H, "soreness": True}, "soreness", "whole number"),
         ("check_24h", {**OK_24H, "soreness": "three"}, "soreness", "whole number"),
         ("check_24h", {**OK_24H, "bruise": "huge"}, "bruise", "none, small, large"),
+        ("check_24h", {**OK_24H, "nprs_worst": None}, "nprs_worst", "needs an answer"),
         ("check_24h", {**OK_24H, "fainted": "perhaps"}, "fainted", "yes or no"),
         ("check_24h", {**OK_24H, "groc15": 3}, "groc15", NOT_ASKED),
         ("check_24h", {**OK_24H, "psfs": []}, "psfs", NOT_ASKED),
@@ -717,6 +757,8 @@ OK_6WK: dict[str, Any] = {"nprs_usual": 2, "groc15": 4, "psfs": [{"activity": "R
         ("check_72h", {**OK_72H, "run_pain": None}, "run_pain", "You said you ran"),
         ("check_72h", {**OK_72H, "ran": False}, "run_pain", "Only answer this if you ran"),
         ("check_72h", {**OK_72H, "nprs_worst": 10.5}, "nprs_worst", "0 (no pain)"),
+        ("check_72h", {**OK_72H, "bruise": None}, "bruise", "needs an answer"),
+        ("check_7d", {**OK_7D, "soreness": None}, "soreness", "needs an answer"),
         ("outcome_6wk", {**OK_6WK, "psfs": []}, "psfs", "needs an answer"),
         ("outcome_6wk", {**OK_6WK, "psfs": [{"activity": "a", "score": 1}] * 6}, "psfs", "1 to 5"),
         ("outcome_6wk", {**OK_6WK, "psfs": [{"activity": "x" * 81, "score": 1}]}, "psfs", "80 characters"),
@@ -747,6 +789,9 @@ def test_invalid_answers(step_id: str, data: dict[str, Any], field: str, needle:
         (INJURY, "check_24h", {**OK_24H, "redflags": ["pus", "pus", "fever"]}, {"redflags": ["pus", "fever"]}),
         (INJURY, "check_72h", {**OK_72H, "groc15": "-7"}, {"groc15": -7, "run_pain": 2}),
         (INJURY, "check_72h", {**OK_72H, "ran": False, "run_pain": None}, {"ran": False, "run_pain": None}),
+        (INJURY, "check_72h", {**OK_72H, "bruise": "spreading"}, {"bruise": "spreading"}),
+        (INJURY, "check_24h", {**OK_24H, "nprs_worst": "9"}, {"nprs_worst": 9}),
+        (INJURY, "check_7d", {**OK_7D, "soreness": "1"}, {"soreness": 1, "nprs_usual": 2}),
         (INJURY, "outcome_6wk", OK_6WK, {"rom": None, "psfs": [{"activity": "Run 5 km", "score": 6}]}),
         (INJURY, "outcome_6wk", {**OK_6WK, "rom": {"measure": "wblt_cm", "value": "7,5"}}, {"rom": 7.5}),
         ("bone_stress_injury", "check_24h", {**OK_24H, "redflags": ["night_pain"]}, {"redflags": ["night_pain"]}),

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from needlecare.followup.questions import NONE_OF_THESE, Bruise, SurveyAnswers
+from models.survey import BASELINE_PAIN_RECALL, PainRecall
+from needlecare.followup.questions import NONE_OF_THESE, PAIN_RECALL, Bruise, SurveyAnswers
 from needlecare.safety.rules.conditions import holds
 from needlecare.safety.rules.ruleset import RuleSet
 from needlecare.safety.rules.variables import TIER_RANK, VARIABLES, Tier
@@ -32,7 +33,9 @@ class EvaluationInput(BaseModel):
     injury_slug: str | None = None
     bsi_risk_class: Literal["high", "low"] | None = None
     baseline_nprs: _Scale | None = None
+    baseline_nprs_recall: PainRecall = BASELINE_PAIN_RECALL
     nprs_usual: _Scale | None = None
+    nprs_usual_recall: PainRecall = PAIN_RECALL["nprs_usual"]
     nprs_worst: _Scale | None = None
     soreness: _Scale | None = None
     groc15: _Groc | None = None
@@ -55,8 +58,14 @@ class EvaluationInput(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def nprs_usual_change(self) -> int | None:
-        """nprs_usual − baseline_nprs: positive means worse than at the start of the episode."""
+        """nprs_usual − baseline_nprs: positive means worse than at the start of the episode.
+
+        None unless both were asked with the same recall period (domain.md §2): pain "right now" is not
+        compared with usual pain over 24 h, so R9, R14's high-risk branch and R17's pain branch never fire on
+        such a pair."""
         if self.nprs_usual is None or self.baseline_nprs is None:
+            return None
+        if self.nprs_usual_recall != self.baseline_nprs_recall:
             return None
         return self.nprs_usual - self.baseline_nprs
 
@@ -92,6 +101,8 @@ class EvaluationInput(BaseModel):
             redflags=answers.ticked_redflags,
             bruise=answers.bruise,
             fainted=answers.fainted,
+            getting_worse=answers.getting_worse,
+            cannot_walk=answers.cannot_walk,
             free_text=answers.free_text,
             **context,
         )

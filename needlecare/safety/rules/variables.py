@@ -4,6 +4,7 @@ their kind, the operators each kind takes, and the values a text or list variabl
 from collections.abc import Iterable
 from typing import Literal
 
+from models.survey import PainRecall
 from needlecare.core.catalogue import get_catalogue
 from needlecare.followup.questions import BRUISE_OPTIONS, REDFLAGS
 
@@ -15,7 +16,9 @@ Kind = Literal["number", "text", "bool", "list", "free_text"]
 # Every variable a condition may name, with its kind. Derived values are computed in EvaluationInput.variables.
 VARIABLES: dict[str, Kind] = {
     "baseline_nprs": "number",
+    "baseline_nprs_recall": "text",  # recall periods (domain.md §2): change is derived only when they agree
     "nprs_usual": "number",
+    "nprs_usual_recall": "text",
     "nprs_worst": "number",
     "nprs_usual_change": "number",
     "nprs_usual_drop": "number",
@@ -57,6 +60,8 @@ def known_values() -> dict[str, frozenset[str]]:
         "bruise": frozenset(BRUISE_OPTIONS),
         "previous_check_tier": frozenset(TIERS),
         "bsi_risk_class": frozenset({"high", "low"}),
+        "baseline_nprs_recall": frozenset(r.value for r in PainRecall),
+        "nprs_usual_recall": frozenset(r.value for r in PainRecall),
     }
 
 

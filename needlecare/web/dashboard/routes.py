@@ -11,7 +11,9 @@ All GET, filters as query parameters (:mod:`needlecare.web.dashboard.filters`), 
   and the per-time-point table of one injury, plus its adverse events, escalations and time to recovery.
 - ``/dashboard/nonresponders``: sent follow-ups without an answer, newest first, 50 a page.
 - ``/dashboard/export.csv`` and ``/dashboard/export.pdf``: ``needlecare.outcomes.report_csv``/``report_pdf`` for the
-  same filters, as an attachment named ``needlecare-<clinic>-outcomes[-<injury>]-<YYYY-MM-DD>.<ext>``.
+  same filters, as an attachment named ``needlecare-<clinic>-outcomes[-<injury>]-<YYYY-MM-DD>.<ext>``. At most
+  ``pdf_concurrency`` PDFs are printed at once per process (each starts a Chromium); a further export waits up to
+  ``pdf_queue_seconds`` for a free printer, then gets a 503 page with Retry-After.
 
 A filter value that is not allowed gets a 422 page listing the allowed values. The outcome figures come from
 stored snapshots (:mod:`needlecare.web.dashboard.snapshots`); non-responders and escalation counts are always
@@ -50,6 +52,7 @@ from needlecare.web.dashboard.views import (
     time_points,
 )
 from needlecare.web.deps import DbDep, SettingsDep
+from needlecare.web.ratelimit import slots
 from needlecare.web.templating import templates
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ router = APIRouter(tags=["dashboard"], include_in_schema=False)
 PAGE_SIZE = 50
 PREVIEW_SIZE = 10
 ESCALATION_TIERS = ("EMERGENCY", "SAME_DAY", "NEXT_BD")
+PDF_BUSY_RETRY_SECONDS = 30
 
 
 def warm_up() -> threading.Thread:
@@ -206,20 +210,27 @@ def export_pdf(request: Request, user: CurrentUser, db: DbDep, settings: Setting
     missing = "No PDF printer (headless Chromium) is installed on this server."
     if not report_pdf.chromium_available():
         return _unavailable(page, missing)
-    entry = fresh_report(page, db, settings.resolved_database_url, page.view)
+    printers = slots(request.app, "pdf", settings.pdf_concurrency)
+    if not printers.take(settings.pdf_queue_seconds):
+        log.info("PDF export for clinic %s refused: %d already printing", page.clinic.id, printers.size)
+        busy = "Other PDF reports are being printed right now. Nothing went wrong: try again in a minute."
+        return _unavailable(page, busy, retry_after=PDF_BUSY_RETRY_SECONDS, busy=True)
     try:
+        entry = fresh_report(page, db, settings.resolved_database_url, page.view)
         body = report_pdf.render_pdf(entry.data)
     except report_pdf.PdfUnavailable:
         return _unavailable(page, missing)
     except report_pdf.PdfFailed:
         log.warning("PDF export failed for clinic %s", page.clinic.id)
         return _unavailable(page, "The PDF printer (headless Chromium) did not finish this report.")
+    finally:
+        printers.give_back()
     return _attachment(body, "application/pdf", _filename(entry.data, "pdf"))
 
 
-def _unavailable(page: Page, reason: str) -> Response:
-    context = page.context(reason=reason)
-    headers = {**NO_STORE, "Retry-After": "300"}
+def _unavailable(page: Page, reason: str, *, retry_after: int = 300, busy: bool = False) -> Response:
+    context = page.context(reason=reason, busy=busy)
+    headers = {**NO_STORE, "Retry-After": str(retry_after)}
     return templates.TemplateResponse(
         page.request, "dashboard_pdf_unavailable.html.j2", context, status_code=503, headers=headers
     )

@@ -19,6 +19,10 @@ filter sets are stored the first time they are asked for. A process keeps the ne
 
 Downloads use a snapshot of exactly their filters no older than :data:`CACHE_SECONDS`, or compute (and store) one
 while the request waits. Each page says when its figures were computed.
+
+Every computation asked for by a page or download is followed by :func:`needlecare.outcomes.store.trim`: besides
+the precomputed views of today, a clinic keeps at most ``dashboard_custom_snapshots`` (a setting) other snapshots,
+the most recently computed, so custom periods do not add a stored row per request without end.
 """
 
 import logging
@@ -34,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
+from models import Clinic
 from models.base import utcnow
 from needlecare.core.db import get_engine
 from needlecare.outcomes import store as report_store
@@ -206,13 +211,29 @@ def _key(view: View, injury: str | None) -> str:
     return report_store.view_key(injury, view.practitioner_id, view.since, view.until)
 
 
-def _computation(database: str, clinic_id: str, view: View, injury: str | None) -> Compute:
+def _trim(db: Session, clinic_id: str, limit: int) -> None:
+    """Keep today's precomputed views and at most ``limit`` other snapshots of the clinic."""
+    clinic = db.get(Clinic, clinic_id)
+    if clinic is None:
+        return
+    keep = [view.key for view in report_store.standard_views(clinic, utcnow())]
+    removed = report_store.trim(db, clinic_id, keep, limit)
+    if removed:
+        log.info("removed %d older dashboard snapshots of clinic %s", removed, clinic_id)
+
+
+def _custom_limit(request: Request) -> int:
+    return int(request.app.state.settings.dashboard_custom_snapshots)
+
+
+def _computation(database: str, clinic_id: str, view: View, injury: str | None, limit: int) -> Compute:
     """Compute and store the snapshot of these filters, in a session of its own (for a background thread)."""
 
     def compute() -> ReportData:
         with Session(get_engine(database), expire_on_commit=False) as own:
             data, seconds = report_store.compute(own, clinic_id, **_filters(view, injury))
             report_store.put(own, clinic_id, _key(view, injury), data, seconds)
+            _trim(own, clinic_id, limit)
         return data
 
     return compute
@@ -226,6 +247,7 @@ def page_report(page: Page, db: Session, database: str, view: View) -> Entry | R
     """
     cache = report_cache(page.request.app)
     clinic_id = page.clinic.id
+    limit = _custom_limit(page.request)
     for injury in [view.injury] if view.injury is None else [view.injury, None]:
         key = _key(view, injury)
         found = report_store.stamp(db, clinic_id, key)
@@ -235,13 +257,13 @@ def page_report(page: Page, db: Session, database: str, view: View) -> Entry | R
         if entry is None:  # no longer decodes: as if missing
             continue
         if cache.stale(found.computed_at, page.now):
-            cache.start(database, clinic_id, key, _computation(database, clinic_id, view, injury))
+            cache.start(database, clinic_id, key, _computation(database, clinic_id, view, injury, limit))
         return entry
     key = _key(view, view.injury)
     failed = cache.take_failure(database, clinic_id, key)
     if failed is not None:
         return _failed(page, failed)
-    job = cache.start(database, clinic_id, key, _computation(database, clinic_id, view, view.injury))
+    job = cache.start(database, clinic_id, key, _computation(database, clinic_id, view, view.injury, limit))
     if job.done.wait(max(0.0, _wait_seconds(page.request))):
         if job.entry is not None:
             return job.entry
@@ -263,6 +285,7 @@ def fresh_report(page: Page, db: Session, database: str, view: View) -> Entry:
     data, seconds = report_store.compute(db, clinic_id, **_filters(view, view.injury))
     try:
         report_store.put(db, clinic_id, key, data, seconds)
+        _trim(db, clinic_id, _custom_limit(page.request))
     except Exception as exc:  # the download does not need the stored copy
         log.warning("storing dashboard figures for clinic %s, view %s failed: %s", clinic_id, key, type(exc).__name__)
     return cache.remember(database, clinic_id, key, data, data.generated_at)
