@@ -90,6 +90,7 @@ def _session(stack: Stack, n: int, email: str) -> None:
 def _answer_in_browser(page: Page, link: str, flag: str) -> None:
     page.goto(link)
     page.get_by_role("group", name=re.compile(r"^How sore are the spots")).get_by_label("2", exact=True).check()
+    page.get_by_role("group", name=re.compile(r"^What was the worst pain")).get_by_label("3", exact=True).check()
     page.get_by_role("group", name=re.compile(r"^Do you have a bruise")).get_by_label("No bruise").check()
     page.locator(f'input[name="redflags"][value="{flag}"]').check()
     page.get_by_role("group", name=re.compile(r"^Did you faint")).get_by_label("No").check()
