@@ -68,13 +68,26 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
+    # The root logger, and every logger that does not pass its records up to it (Prefect's logging set-up,
+    # once imported, gives uvicorn's loggers handlers of their own and stops them propagating).
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "httpx"):
+        logging.getLogger(name)
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    ]
+    levels = {logger: logger.level for logger in loggers}
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
         with caplog.at_level(logging.DEBUG):
             yield out
     finally:
-        root.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
+            logger.setLevel(levels[logger])
     out.write(caplog.text)
 
 
