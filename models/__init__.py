@@ -11,6 +11,7 @@ from models.ratelimit import RateBucket
 from models.reporting import ReportSnapshot
 from models.session import SessionCompleted, SessionPublic, TreatmentSession
 from models.staff import StaffUser, WebSession
+from models.sms import InboundAction, SmsInbound
 from models.survey import SurveyResponse
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Contact",
     "ContactStatus",
     "Episode",
+    "InboundAction",
     "EscalationCase",
     "Notification",
     "NotificationStatus",
@@ -35,6 +37,7 @@ __all__ = [
     "RuleEvaluation",
     "SessionCompleted",
     "SessionPublic",
+    "SmsInbound",
     "StaffUser",
     "SurveyResponse",
     "TreatmentSession",

@@ -19,6 +19,9 @@ class ClinicBase(SQLModel):
     email: str = Field(max_length=320, description="Where the clinic's own mail goes")
     phone: str | None = Field(default=None, max_length=40)
     timezone: str = Field(default="UTC", max_length=64)
+    region: str | None = Field(
+        default=None, max_length=2, description="ISO 3166 country code for reading local phone numbers, e.g. GB"
+    )
 
 
 class ClinicCreate(ClinicBase):
@@ -45,6 +48,13 @@ class ClinicCreate(ClinicBase):
     def _timezone(cls, value: str) -> str:
         return check_timezone(value)
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z]{2}", value):
+            raise ValueError("must be a two-letter ISO 3166 country code in capitals, e.g. GB or US")
+        return value
+
 
 class Clinic(ClinicBase, table=True):
     id: str = Field(primary_key=True, max_length=64)
@@ -62,6 +72,9 @@ class Clinic(ClinicBase, table=True):
     webhook_legacy_signatures: bool = Field(
         default=False,
         description="Also accept the deprecated untimed `sha256=` signature (clinics registered before `t=,v1=`)",
+    )
+    sms_url: str | None = Field(
+        default=None, max_length=1000, description="The clinic's own Apprise SMS URL (holds credentials, never shown); NULL = NEEDLECARE_PATIENT_SMS_URL"
     )
     config: dict[str, Any] | None = Field(
         default=None,

@@ -22,5 +22,8 @@ class Patient(SQLModel, table=True):
     consent_email: bool = False
     consent_sms: bool = False
     opted_out_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    sms_opted_out_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True), description="replied STOP; START clears it"
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

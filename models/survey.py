@@ -48,7 +48,7 @@ class SurveyResponse(SQLModel, table=True):
     episode_id: int = Field(foreign_key="episode.id", index=True)
     injury: str = Field(max_length=64, index=True)
     step_id: str = Field(max_length=40, index=True)
-    channel: str = Field(max_length=10, description="web or api")
+    channel: str = Field(max_length=10, description="web, api or sms")
     submitted_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     nprs_usual: int | None = Field(default=None, description="injury pain, 0-10, with the recall in nprs_usual_recall")
     nprs_usual_recall: str | None = Field(default=None, max_length=16, description=_RECALL)
