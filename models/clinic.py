@@ -74,7 +74,9 @@ class Clinic(ClinicBase, table=True):
         description="Also accept the deprecated untimed `sha256=` signature (clinics registered before `t=,v1=`)",
     )
     sms_url: str | None = Field(
-        default=None, max_length=1000, description="The clinic's own Apprise SMS URL (holds credentials, never shown); NULL = NEEDLECARE_PATIENT_SMS_URL"
+        default=None,
+        max_length=1000,
+        description="The clinic's own Apprise SMS URL (holds credentials, never shown); NULL = NEEDLECARE_PATIENT_SMS_URL",
     )
     config: dict[str, Any] | None = Field(
         default=None,

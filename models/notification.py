@@ -24,11 +24,14 @@ class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True, description="e.g. aftercare:session:42")
     kind: str = Field(max_length=40)
-    channel: str = Field(max_length=20)
+    channel: str = Field(max_length=20, description="email or sms")
     session_id: int | None = Field(default=None, foreign_key="treatment_session.id", index=True)
     contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
     sequence: int = Field(default=0, description="0 = first message, 1.. = reminders")
     patient_id: int = Field(foreign_key="patient.id", index=True)
+    sms_inbound_id: int | None = Field(
+        default=None, foreign_key="sms_inbound.id", description="the text message an sms_reply answers"
+    )
     status: str = Field(default=NotificationStatus.PENDING.value, max_length=16, description="a NotificationStatus")
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     attempts: int = 0

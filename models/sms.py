@@ -31,4 +31,7 @@ class SmsInbound(SQLModel, table=True):
     contact_id: int | None = Field(default=None, foreign_key="contact.id")
     response_id: int | None = Field(default=None, foreign_key="survey_response.id")
     action: str = Field(max_length=20, description="an InboundAction")
+    reply_text: str | None = Field(
+        default=None, max_length=1600, description="what is texted back; sent as the notification sms_reply:<id>"
+    )
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

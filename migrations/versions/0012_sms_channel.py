@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column('contact_id', sa.Integer(), nullable=True),
         sa.Column('response_id', sa.Integer(), nullable=True),
         sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column('reply_text', sqlmodel.sql.sqltypes.AutoString(length=1600), nullable=True),
         sa.Column('received_at', models.base.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(['patient_id'], ['patient.id']),
         sa.ForeignKeyConstraint(['contact_id'], ['contact.id']),
@@ -43,9 +44,15 @@ def upgrade() -> None:
         sa.UniqueConstraint('provider_message_id'),
     )
     op.create_index(op.f('ix_sms_inbound_patient_id'), 'sms_inbound', ['patient_id'], unique=False)
+    with op.batch_alter_table('notification') as batch:
+        batch.add_column(sa.Column('sms_inbound_id', sa.Integer(), nullable=True))
+        batch.create_foreign_key('fk_notification_sms_inbound_id', 'sms_inbound', ['sms_inbound_id'], ['id'])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('notification') as batch:
+        batch.drop_constraint('fk_notification_sms_inbound_id', type_='foreignkey')
+        batch.drop_column('sms_inbound_id')
     op.drop_index(op.f('ix_sms_inbound_patient_id'), table_name='sms_inbound')
     op.drop_table('sms_inbound')
     with op.batch_alter_table('clinic') as batch:

@@ -66,6 +66,29 @@ class Settings(BaseSettings):
         "local mail capture. Example: mailtos://user:pass@smtp.example.org?from=care@clinic.example",
     )
     mail_from: str = Field(default="aftercare@needlecare.local", description="From address of patient mail.")
+    patient_sms_url: str | None = Field(
+        default=None,
+        description="Apprise URL (without the recipient) of the SMS provider for patient text messages, e.g. "
+        "twilio://SID:TOKEN@+15551234567 or json://gateway.example/sms; a clinic's own sms_url overrides it. "
+        "Default: the local SMS gateway in development (SMS_GATEWAY_PORT) and no SMS elsewhere (check-ins go "
+        "by email only).",
+    )
+    sms_gateway_host: str = Field(default="127.0.0.1", description="Local SMS gateway (development).")
+    sms_gateway_port: int = Field(default=1026, description="Port of the local SMS gateway `make run` starts.")
+    sms_inbound_token: SecretStr | None = Field(
+        default=None,
+        description="Token the SMS provider's inbound webhook must send (?token= or X-Needlecare-Token header) "
+        "to /api/v1/sms/inbound. Unset: the endpoint refuses every post (503), except in development on loopback, "
+        "where the local gateway uses a token derived from SECRET_KEY.",
+    )
+    sms_default_region: str = Field(
+        default="GB",
+        pattern=r"^[A-Z]{2}$",
+        description="Country used to read a phone number without a '+' prefix when the clinic has no region.",
+    )
+    sender_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Messages one outbox pass sends at once (a bounded pool of senders)."
+    )
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET_KEY),
         description="Signs survey and unsubscribe links, staff sessions and CSRF tokens. At least 32 characters; "
