@@ -10,8 +10,8 @@ from models.patient import Patient
 from models.ratelimit import RateBucket
 from models.reporting import ReportSnapshot
 from models.session import SessionCompleted, SessionPublic, TreatmentSession
-from models.staff import StaffUser, WebSession
 from models.sms import InboundAction, SmsInbound
+from models.staff import StaffUser, WebSession
 from models.survey import SurveyResponse
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
     "Contact",
     "ContactStatus",
     "Episode",
-    "InboundAction",
     "EscalationCase",
+    "InboundAction",
     "Notification",
     "NotificationStatus",
     "Patient",

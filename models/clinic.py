@@ -76,7 +76,7 @@ class Clinic(ClinicBase, table=True):
     sms_url: str | None = Field(
         default=None,
         max_length=1000,
-        description="The clinic's own Apprise SMS URL (holds credentials, never shown); NULL = NEEDLECARE_PATIENT_SMS_URL",
+        description="The clinic's own Apprise SMS URL (holds credentials, never shown); NULL = PATIENT_SMS_URL",
     )
     config: dict[str, Any] | None = Field(
         default=None,
