@@ -20,14 +20,16 @@ try:  # the follow-up work moved planning (and the key) out of the outbox
     from needlecare.followup.planning import aftercare_key
 except ImportError:  # pragma: no cover - the layout before it
     from needlecare.followup.outbox import aftercare_key  # type: ignore[attr-defined,no-redef]
+from needlecare.core import claims
 from needlecare.core.db import session_scope
 from needlecare.core.settings import get_settings
 
 S = NotificationStatus
 
 
-def plan_and_claim_one(db: Session, session_id: int) -> int | None:
-    """Write this session's notice row (if new) and claim it; the row's id, or None if not ours."""
+def plan_and_claim_one(db: Session, session_id: int) -> claims.Claim | None:
+    """Write this session's notice row (if new) and claim it under a token of its own (``outbox.deliver``
+    sends only for the claim's holder); the claim, or None if not ours."""
     session = db.get(TreatmentSession, session_id)
     if session is None:
         return None
@@ -54,23 +56,24 @@ def plan_and_claim_one(db: Session, session_id: int) -> int | None:
         .where(col(TreatmentSession.id) == session_id, col(TreatmentSession.planned_at).is_(None))
         .values(planned_at=now)
     )
+    token = claims.new_token()
     claimed = db.exec(
         update(Notification)
         .where(col(Notification.idempotency_key) == key, col(Notification.status).in_([S.PENDING.value, S.RETRY.value]))
-        .values(status=S.SENDING.value, claimed_at=now, attempts=col(Notification.attempts) + 1)
+        .values(status=S.SENDING.value, claimed_at=now, claim_token=token, attempts=col(Notification.attempts) + 1)
         .returning(col(Notification.id))
     ).first()
     db.commit()
-    return claimed[0] if claimed else None
+    return claims.Claim(claimed[0], token) if claimed else None
 
 
 @task(name="send-one", retries=2, retry_delay_seconds=[2, 10])
 def send_one(session_id: int) -> str:
     with session_scope() as db:
-        nid = plan_and_claim_one(db, session_id)
-        if nid is None:
+        claim = plan_and_claim_one(db, session_id)
+        if claim is None:
             return "nothing to do"
-        return outbox.deliver(db, nid, now=utcnow(), settings=get_settings()).value
+        return outbox.deliver(db, claim, now=utcnow(), settings=get_settings()).value
 
 
 @flow(name="naive-aftercare", log_prints=False)

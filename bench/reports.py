@@ -15,6 +15,9 @@ patient yet: ``needlecare.demo.cohort.iter_patients(--patients, --seed)``, episo
 database that already holds the clinic is used as it is (whatever its size; the counts are recorded).
 ``--pg-temp``: the SQLite file (loaded if needed) is copied into a throwaway PostgreSQL cluster (``tests/pg.py``;
 ``bench.dashboard.copy_database``: executemany, then ANALYZE) and PostgreSQL is measured.
+``--indexes FILE`` runs the ``upgrade()`` of a migration file (index operations, e.g. one not yet in the chain)
+on the measured database, then ANALYZE (PostgreSQL: VACUUM ANALYZE); index-only differences from the models are
+then printed, not fatal.
 
 The two sides, each in its own ``Session``, over the whole clinic (no filters):
 
@@ -116,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--database-url", default=None, help="database to measure (loaded if the clinic is empty)")
     parser.add_argument(
         "--pg-temp", action="store_true", help="copy the SQLite file into a throwaway PostgreSQL cluster, measure that"
+    )
+    parser.add_argument(
+        "--indexes",
+        type=Path,
+        default=None,
+        help="a migration file whose upgrade() (index operations) is applied before measuring, e.g. one not yet in "
+        "the chain; then ANALYZE (PostgreSQL: VACUUM ANALYZE)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per side, median reported (default 1)")
     parser.add_argument("--no-rss-children", action="store_true", help="skip the per-side max RSS child runs")
@@ -259,7 +269,8 @@ def check_schema(url: str) -> dict[str, Any]:
     relevant: list[str] = []
     other: list[str] = []
     for diff in differences:
-        (relevant if _diff_table(diff) in READS else other).append(_describe(diff))
+        is_index = not isinstance(diff, list) and diff[0] in ("add_index", "remove_index")
+        (relevant if _diff_table(diff) in READS and not is_index else other).append(_describe(diff))
     if relevant:
         raise SystemExit(
             f"the schema of {_safe(url)} (revision {after}) differs from the models in tables this benchmark reads:\n  "
@@ -331,6 +342,29 @@ def prepare(url: str, args: argparse.Namespace, data_dir: Path) -> dict[str, Any
         "now": now.isoformat(),
     }
     return {"schema": schema, "load": load}
+
+
+def apply_indexes(url: str, path: Path) -> dict[str, Any]:
+    """Run the ``upgrade()`` of the migration file at ``path`` on ``url`` (Alembic operations), then ANALYZE."""
+    import importlib.util
+
+    from alembic.operations import Operations
+
+    spec = importlib.util.spec_from_file_location("bench_indexes", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--indexes {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    engine = database.get_engine(url)
+    began = time.perf_counter()
+    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+        module.upgrade()
+    with engine.connect() as conn:
+        analyze = "ANALYZE" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE"
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(analyze)
+    seconds = round(time.perf_counter() - began, 1)
+    log(f"applied the indexes of {path.name} and {analyze} in {seconds} s")
+    return {"file": path.name, "seconds": seconds}
 
 
 def row_counts(engine: Engine, clinic: str) -> dict[str, int]:
@@ -522,16 +556,19 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             with postgres_copy(url) as (pg_url, pg_schema):
                 copied = round(time.perf_counter() - began, 1)
+                indexes = apply_indexes(pg_url, args.indexes) if args.indexes else None
                 result = measure(pg_url, args)
                 result["source"] = f"throwaway PostgreSQL cluster (tests/pg.py), copied from {source} in {copied} s"
                 result["postgresql_schema"] = pg_schema
         else:
+            indexes = apply_indexes(url, args.indexes) if args.indexes else None
             result = measure(url, args)
             result["source"] = source
     except Mismatch as exc:
         print(f"CROSS-CHECK FAILED, no result written: {exc}", file=sys.stderr, flush=True)
         return 1
     result.update(prepared)
+    result["indexes_applied"] = indexes
     print(json.dumps(result, indent=2))
     day = result["date"][:10]
     out = args.out or RESULTS_DIR / f"reports-{day}-{result['database']}-{result['rows']['patients']}.json"

@@ -4,7 +4,10 @@
 schedule: it sends follow-ups that fall due and finds work whose event was lost. Both drain
 *everything* pending, because a flow run costs a process start; the event's session id only
 names why the run started. An event-started run that finds a burst asks for helper runs, so that
-every worker shares it (claims never overlap). Parameters, run names and logs carry IDs and counts only.
+every worker shares it (claims never overlap). ``outbox_consumer`` is the warm path: a scheduled run that
+stays up and polls the outbox every DRAIN_POLL_SECONDS, so that an isolated event is answered without waiting
+for a flow-run process to start; the event trigger and the dispatch schedule stay as the guarantee when no
+consumer is running. Parameters, run names and logs carry IDs and counts only.
 """
 
 import time
@@ -96,5 +99,32 @@ def dispatch(helper: bool = False) -> dict[str, int]:
     summary = {**drain_outbox(0.0), **send_alerts(0.0)}
     if summary["planned"]:
         logger.warning("planned %d session(s) whose event did not start a run", summary["planned"])
+    logger.info("done: %s", summary)
+    return summary
+
+
+PROGRESS_SECONDS = 5.0  # how often a warm consumer that has sent something logs its counts so far
+
+
+@task(name="consume-outbox", retries=2, retry_delay_seconds=[2, 10])
+def consume_outbox(seconds: float) -> dict[str, int]:
+    """Plan and deliver whatever is due, again every DRAIN_POLL_SECONDS while nothing is, for ``seconds``;
+    the counts so far are logged every PROGRESS_SECONDS while they change."""
+    logger = get_run_logger()
+    return outbox.consume(
+        seconds=seconds,
+        settings=get_settings(),
+        on_progress=lambda counts: logger.info("so far: %s", counts),
+        progress_seconds=PROGRESS_SECONDS,
+    )
+
+
+@flow(name="outbox-consumer", log_prints=False)
+def outbox_consumer(seconds: float = 310.0) -> dict[str, int]:
+    """A warm sender: stays up for ``seconds`` (its schedule starts the next one a little before it ends) and
+    sends each message within one poll of its becoming due."""
+    logger = get_run_logger()
+    logger.info("warm consumer up for %.0f s", seconds)
+    summary = consume_outbox(seconds)
     logger.info("done: %s", summary)
     return summary

@@ -17,7 +17,7 @@ from sqlmodel import Field, SQLModel
 from models.base import UTCDateTime, utcnow
 from models.checks import check_email, check_timezone
 
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_PHONE = re.compile(r"^\+?[0-9(][0-9 ().-]{2,18}[0-9]$")
 _EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 
 
@@ -58,8 +58,13 @@ class PatientIn(_Strict):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _E164.match(value):
-            raise ValueError("must be in E.164 form: '+' then country code and number, e.g. +15551234567")
+        """The characters only; ``needlecare.intake.ingest`` reads the number (with the clinic's region) and
+        stores it in E.164 form."""
+        if value is not None and not _PHONE.match(value):
+            raise ValueError(
+                "must be a phone number: digits with optional spaces, dots, dashes or brackets, in E.164 form "
+                "('+' then country code and number, e.g. +447700900123) or as dialled in the clinic's country"
+            )
         return value
 
     @field_validator("timezone")

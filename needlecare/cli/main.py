@@ -259,8 +259,8 @@ def session_complete(
     with _db() as db:
         try:
             data = ingest.parse_json(raw)
-            ingest.find_clinic(db, data)
-            body = ingest.validate(data)
+            clinic = ingest.find_clinic(db, data)
+            body = ingest.validate(data, region=clinic.region)
         except ingest.InvalidSession as exc:
             lines = [f"  {'.'.join(map(str, p.loc)) or '(body)'}: {p.msg}" for p in exc.problems]
             _fail(f"{file}: not accepted:\n" + "\n".join(lines), 2)

@@ -152,6 +152,11 @@ def claim(db: Session, model: Outbox, *, now: datetime, limit: int, lease_second
             return []
         target: Any = col(model.id).in_(ids)
     else:
+        # A read first: with nothing due (a warm consumer's idle poll) no write lock is taken at all. The
+        # UPDATE below re-checks every condition, so a row taken in between is simply not claimed.
+        if db.exec(candidates.limit(1)).first() is None:
+            db.commit()
+            return []
         target = col(model.id).in_(candidates.scalar_subquery())
     mid_send = col(model.send_started_at).is_not(None)
     stmt = (

@@ -6,6 +6,8 @@ development on any other interface refuse to start without a real key; ``test`` 
 generates a random key once per data directory when none is given, and refuses the published one.
 """
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
@@ -86,8 +88,29 @@ class Settings(BaseSettings):
         pattern=r"^[A-Z]{2}$",
         description="Country used to read a phone number without a '+' prefix when the clinic has no region.",
     )
-    sender_concurrency: int = Field(
-        default=8, ge=1, le=64, description="Messages one outbox pass sends at once (a bounded pool of senders)."
+    sender_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Messages one outbox pass sends at once (a bounded pool of senders). Default: 8 on PostgreSQL; "
+        "1 on SQLite, whose database-wide write lock made 8 senders slower than one (bench/README.md, dispatcher).",
+    )
+    route_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description="Most messages one process hands to a provider at once, by the host of its URL, as JSON: "
+        '{"smtp.example.org": 2}. Routes not named get ROUTE_CONCURRENCY_DEFAULT.',
+    )
+    route_concurrency_default: int = Field(
+        default=4, ge=1, le=64, description="Most messages one process hands at once to a provider not named above."
+    )
+    smtp_reuse_messages: int = Field(
+        default=100,
+        ge=0,
+        description="Messages one sender sends over one SMTP connection before opening a new one (0: one "
+        "connection per message). A kept connection must answer NOOP before it is used again.",
+    )
+    smtp_reuse_idle_seconds: float = Field(
+        default=20, ge=0, description="A kept SMTP connection unused for longer than this is closed, not reused."
     )
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET_KEY),
@@ -235,6 +258,12 @@ class Settings(BaseSettings):
         return self.mail_capture_dir or self.data_dir / "outbox"
 
     @property
+    def resolved_sender_concurrency(self) -> int:
+        if self.sender_concurrency is not None:
+            return self.sender_concurrency
+        return 1 if self.resolved_database_url.startswith("sqlite") else 8
+
+    @property
     def resolved_receipts_dir(self) -> Path:
         return self.receipts_dir or self.data_dir / "receipts"
 
@@ -243,6 +272,27 @@ class Settings(BaseSettings):
         if self.patient_email_url:
             return self.patient_email_url
         return f"mailto://{self.smtp_capture_host}:{self.smtp_capture_port}?mode=insecure&from={self.mail_from}"
+
+    @property
+    def resolved_patient_sms_url(self) -> str | None:
+        """The SMS route (an Apprise URL without the recipient): PATIENT_SMS_URL, else the local SMS gateway in
+        development (the recipient goes in the JSON it posts, at ``{to}``), else None: no SMS is sent."""
+        if self.patient_sms_url:
+            return self.patient_sms_url
+        if self.is_development:
+            return f"json://{self.sms_gateway_host}:{self.sms_gateway_port}/sms?:to={{to}}"
+        return None
+
+    @property
+    def resolved_sms_inbound_token(self) -> str | None:
+        """The token /api/v1/sms/inbound requires: SMS_INBOUND_TOKEN, else in development on loopback one derived
+        from SECRET_KEY (so the local SMS gateway, given the same settings, knows it), else None: refuse all."""
+        if self.sms_inbound_token is not None and self.sms_inbound_token.get_secret_value():
+            return self.sms_inbound_token.get_secret_value()
+        if not self.accepts_development_key:
+            return None
+        key = self.secret_key.get_secret_value().encode()
+        return hmac.new(key, b"needlecare sms inbound token", hashlib.sha256).hexdigest()[:40]
 
     @property
     def is_development(self) -> bool:

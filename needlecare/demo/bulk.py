@@ -1,6 +1,9 @@
 """Bulk loading, for benchmarks only: ``bulk_load`` writes the same shapes of rows as the demo run
-(``needlecare.demo.simulation``) with batched INSERTs, bypassing ingest, planning and dispatch (no quiet hours,
-superseding or outbox rows), so 100k patients load in minutes."""
+(``needlecare.demo.simulation``) with batched INSERTs, bypassing ingest, planning and dispatch (no quiet hours or
+superseding at send time), so 100k patients load in minutes. The check-in messages that went out by ``now`` are
+written as sent outbox rows, by the channel the protocol step and the patient's consent give (the rule of
+``needlecare.followup.channels``: the first of ``Step.channels`` / ``Step.reminder_channels`` the patient allows,
+an SMS route assumed), and some answers to a check a text reply can answer come back by SMS reply."""
 
 import time as timer
 from collections.abc import Iterable
@@ -12,7 +15,18 @@ from typing import Any
 from sqlalchemy import func, insert, text
 from sqlmodel import Session, col, select
 
-from models import AuditEvent, Contact, ContactStatus, Episode, Patient, Practitioner, SurveyResponse, TreatmentSession
+from models import (
+    AuditEvent,
+    Contact,
+    ContactStatus,
+    Episode,
+    Notification,
+    NotificationStatus,
+    Patient,
+    Practitioner,
+    SurveyResponse,
+    TreatmentSession,
+)
 from models.base import utcnow
 from needlecare.core.settings import Settings
 from needlecare.demo.clinic import ACTOR, DemoRefused, ensure_clinic
@@ -24,8 +38,9 @@ from needlecare.demo.cohort import (
     practitioner_external_id,
     practitioner_name,
 )
-from needlecare.demo.figures import PRACTITIONERS
+from needlecare.demo.figures import PRACTITIONERS, SMS_REPLY_SHARE
 from needlecare.demo.trajectories import PlannedAnswer
+from needlecare.followup.dispatch import REMINDER, SURVEY, message_key
 from needlecare.followup.planning import contact_key
 from needlecare.followup.protocols import get_protocol
 from needlecare.followup.questions import SurveyAnswers
@@ -44,11 +59,20 @@ class BulkResult:
     sessions: int = 0
     contacts: int = 0
     responses: int = 0
+    messages: int = 0
     seconds: float = 0.0
 
     @property
     def rows(self) -> int:
-        return self.patients + self.practitioners + self.episodes + self.sessions + self.contacts + self.responses
+        return (
+            self.patients
+            + self.practitioners
+            + self.episodes
+            + self.sessions
+            + self.contacts
+            + self.responses
+            + self.messages
+        )
 
     @property
     def rows_per_second(self) -> float:
@@ -202,10 +226,10 @@ def _bulk_chunk(
                 "first_name": p.first_name,
                 "last_name": p.last_name,
                 "email": p.email,
-                "phone": None,
+                "phone": p.phone,
                 "timezone": p.timezone,
                 "consent_email": p.consent_email,
-                "consent_sms": False,
+                "consent_sms": p.consent_sms,
                 "opted_out_at": None,
                 "created_at": p.episode_start,
                 "updated_at": p.episode_start,
@@ -261,6 +285,7 @@ def _bulk_chunk(
 
     contact_rows: list[dict[str, Any]] = []
     answered: list[tuple[dict[str, Any], PlannedAnswer, SyntheticSession, int]] = []
+    steps: dict[int, tuple[SyntheticPatient, Any]] = {}  # id(contact row) -> its patient and protocol step
     for i, p in enumerate(chunk):
         protocol = get_protocol(p.injury)
         ingested = [s for s in p.sessions if (i, s.number) in by_session]
@@ -289,11 +314,33 @@ def _bulk_chunk(
                 if row["status"] == ContactStatus.SENT.value and row["window_closes_at"] <= now:
                     row["status"] = ContactStatus.EXPIRED.value
                 contact_rows.append(row)
+                steps[id(row)] = (p, step)
     contact_ids = _insert_returning(db, Contact, contact_rows)
     ids_by_row = {id(row): cid for row, cid in zip(contact_rows, contact_ids, strict=True)}
-    response_rows = [
-        _bulk_response(row, ids_by_row[id(row)], plan, last, baseline, rules) for row, plan, last, baseline in answered
-    ]
+    message_rows: list[dict[str, Any]] = []
+    for row in contact_rows:
+        if row["sent_at"] is not None:
+            message_rows += _bulk_messages(row, ids_by_row[id(row)], *steps[id(row)], now)
+    texted: dict[int, datetime] = {}  # contact id -> its first SMS reminder
+    for m in message_rows:
+        if m["sequence"] > 0 and m["channel"] == SMS:
+            texted[m["contact_id"]] = min(m["due_at"], texted.get(m["contact_id"], m["due_at"]))
+    response_rows = []
+    for row, plan, last, baseline in answered:
+        patient, step = steps[id(row)]
+        cid = ids_by_row[id(row)]
+        by_reply = (
+            bool(step.sms_reply_questions)
+            and not plan.red_flag
+            and patient.sms_reply_draw < SMS_REPLY_SHARE
+            and cid in texted
+            and texted[cid] <= row["answered_at"]
+        )
+        response_rows.append(
+            _bulk_response(row, cid, plan, last, baseline, rules, reply=step.sms_reply_questions if by_reply else None)
+        )
+    if message_rows:
+        db.connection().execute(insert(Notification.__table__), message_rows)  # type: ignore[attr-defined]
     if response_rows:
         db.connection().execute(insert(SurveyResponse.__table__), response_rows)  # type: ignore[attr-defined]
     result.patients += len(chunk)
@@ -301,6 +348,52 @@ def _bulk_chunk(
     result.sessions += len(session_ids)
     result.contacts += len(contact_ids)
     result.responses += len(response_rows)
+    result.messages += len(message_rows)
+
+
+EMAIL, SMS = "email", "sms"
+
+
+def _channel(listed: list[str], patient: SyntheticPatient) -> str | None:
+    """The first of ``listed`` the patient allows (``needlecare.followup.channels.choose``, an SMS route assumed)."""
+    for channel in listed:
+        if channel == EMAIL and patient.consent_email and patient.email:
+            return channel
+        if channel == SMS and patient.consent_sms and patient.phone:
+            return channel
+    return None
+
+
+def _bulk_messages(
+    row: dict[str, Any], contact_id: int, patient: SyntheticPatient, step: Any, now: datetime
+) -> list[dict[str, Any]]:
+    """The sent outbox rows of a check-in that went out: its first message, and each reminder due by ``now``, before
+    the window closed and before the answer (a reminder after the answer is not sent)."""
+    until = min(now, row["answered_at"] or now)
+    times = [(0, row["sent_at"])]
+    times += [(i, row["sent_at"] + timedelta(hours=h)) for i, h in enumerate(step.reminder_hours, start=1)]
+    messages = []
+    for sequence, due in times:
+        channel = _channel(step.channels if sequence == 0 else step.reminder_channels, patient)
+        if channel is None or due > until or due >= row["window_closes_at"]:
+            continue
+        messages.append(
+            {
+                "idempotency_key": message_key(contact_id, sequence),
+                "kind": SURVEY if sequence == 0 else REMINDER,
+                "channel": channel,
+                "session_id": row["session_id"],
+                "contact_id": contact_id,
+                "sequence": sequence,
+                "patient_id": row["patient_id"],
+                "status": NotificationStatus.SENT.value,
+                "due_at": due,
+                "attempts": 1,
+                "sent_at": due,
+                "created_at": row["sent_at"],
+            }
+        )
+    return messages
 
 
 def _bulk_contact(
@@ -328,8 +421,9 @@ def _bulk_contact(
     }
     if due > now:
         return row
-    if not patient.consent_email:
-        row.update(status=ContactStatus.SKIPPED.value, skip_reason="no consent to email")
+    if _channel(step.channels, patient) is None:
+        reason = "no consent to email" if EMAIL in step.channels else "no channel allowed for this message"
+        row.update(status=ContactStatus.SKIPPED.value, skip_reason=reason)
     elif (
         session is not None
         and (step.safety or step.skip_if_next_session_before_due)
@@ -348,9 +442,13 @@ def _bulk_response(
     session: SyntheticSession,
     baseline_nprs: int,
     rules: RuleSet | None,
+    *,
+    reply: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The survey_response row; ``advice_tier`` from the real rule set when ``rules`` is given."""
-    answers = SurveyAnswers.model_validate(dict(plan.answers))
+    """The survey_response row; ``advice_tier`` from the real rule set when ``rules`` is given. ``reply``: the
+    questions a text reply answers; the answer then came by SMS and holds only those."""
+    body = dict(plan.answers) if reply is None else {q: plan.answers[q] for q in reply if q in plan.answers}
+    answers = SurveyAnswers.model_validate(body)
     tier = None
     if rules is not None:
         inputs = EvaluationInput.from_answers(
@@ -369,7 +467,7 @@ def _bulk_response(
         "episode_id": row["episode_id"],
         "injury": row["injury"],
         "step_id": row["step_id"],
-        "channel": "api",
+        "channel": "api" if reply is None else "sms",
         "submitted_at": row["answered_at"],
         "nprs_usual": answers.nprs_usual,
         "nprs_worst": answers.nprs_worst,

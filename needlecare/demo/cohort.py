@@ -19,6 +19,10 @@ The shape follows shared/domain.md (the figures are the guide, not a model fitte
 - response (§4.3): about 78 % at the 1-day check falling to about 54 % at 12 weeks, varying by patient, with
   non-improvers a little less likely to answer outcome surveys (attrition bias, §5.1). About half answer within
   hours, the rest after the reminder; some of those answers arrive after the window closes.
+- text messages (issue 16): about 85 % have a (fictional, valid E.164) mobile number on file and 70 % of them
+  agree to SMS, drawn from a generator of their own so the rest of the cohort is the same as without them; about
+  60 % of the answers that follow an SMS reminder to the 24 h check come back as a reply of numbers (none that
+  reports a red flag: those use the link).
 - red flags (§3.3): about 1-2 % of safety checks (spreading redness, a hot swollen site, fainting after leaving,
   tingling, a large or spreading bruise …); breathlessness only where trunk regions were needled; bone-stress
   patients sometimes report pain on walking or at night. A few answers carry free text.
@@ -30,9 +34,9 @@ step asks (``needlecare.demo.trajectories``; the figures are in ``needlecare.dem
 
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from needlecare.core.catalogue import Catalogue, get_catalogue
@@ -40,14 +44,17 @@ from needlecare.demo.defaults import DEFAULT_SEED as DEFAULT_SEED
 from needlecare.demo.figures import (
     BASELINE_MEASURE,
     CLINIC_TZ,
+    FICTIONAL_AREA_CODES,
     INJURY_WEIGHTS,
     LOWER_BACK_SHARE,
     MUSCLES,
     PATIENT_ZONES,
+    PHONE_SHARE,
     PRACTITIONERS,
     PSFS_ACTIVITIES,
     REGION_OF,
     RESPONDER_SHARE,
+    SMS_CONSENT_SHARE,
     TRUNK_EXTRA,
     TRUNK_SHARE,
     WORSEN_SHARE,
@@ -102,6 +109,9 @@ class SyntheticPatient:
     psfs_activities: tuple[str, ...]
     sessions: tuple[SyntheticSession, ...]
     outcomes: Mapping[str, PlannedAnswer]  # episode-scope step id → plan
+    phone: str | None = None  # E.164, fictional (figures.FICTIONAL_AREA_CODES)
+    consent_sms: bool = False
+    sms_reply_draw: float = 1.0  # below figures.SMS_REPLY_SHARE: answers a text-answerable check by replying
 
     @property
     def episode_start(self) -> datetime:
@@ -204,7 +214,21 @@ def iter_patients(
     for number in range(1, patients + 1):
         rng = random.Random(f"needlecare-cohort:{seed}:{number}")
         injury = first_ten[number - 1] if number <= len(first_ten) else weighted(rng, _weights(injuries))
-        yield _patient(rng, number, injury, start, span_days, spread, protocols[injury], catalogue)
+        patient = _patient(rng, number, injury, start, span_days, spread, protocols[injury], catalogue)
+        yield replace(patient, **_texting(seed, number))
+
+
+def _texting(seed: int, number: int) -> dict[str, Any]:
+    """Phone, SMS consent and reply habit, from a generator of their own (the rest of the cohort is unchanged)."""
+    rng = random.Random(f"needlecare-cohort:{seed}:{number}:sms")
+    if rng.random() >= PHONE_SHARE:
+        return {"phone": None, "consent_sms": False, "sms_reply_draw": 1.0}
+    area = FICTIONAL_AREA_CODES[(number // 100) % len(FICTIONAL_AREA_CODES)]
+    return {
+        "phone": f"+1{area}55501{number % 100:02d}",
+        "consent_sms": rng.random() < SMS_CONSENT_SHARE,
+        "sms_reply_draw": rng.random(),
+    }
 
 
 def _weights(injuries: list[str]) -> dict[str, float]:

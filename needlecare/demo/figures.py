@@ -157,3 +157,17 @@ REDFLAG_TEXT: dict[str, str] = {
     "large": "The bruise is bigger than my hand.",
     "pain_walking": "It hurts to walk now, in one spot on the bone.",
 }
+
+# Text messages (issue 16; domain.md §4.3 gives no consent share: these are a guide, not data). A patient gives a
+# mobile number and agrees to SMS, or not; numbers are fictional: 555-0100 to 555-0199 in real area codes of the
+# clinic's region (reserved for fiction in the North American plan), valid E.164 as the phonenumbers library reads
+# them, unique per patient up to 100 x the number of area codes.
+PHONE_SHARE = 0.85  # patients with a mobile number on file
+SMS_CONSENT_SHARE = 0.70  # of those, the share who agree to text messages
+FICTIONAL_AREA_CODES: tuple[int, ...] = (
+    212, 315, 332, 347, 516, 518, 585, 607, 631, 646, 680, 716, 718, 838, 845, 914, 917, 929, 934, 201, 973, 862, 203,
+    475, 860,
+)  # fmt: skip
+SMS_REPLY_SHARE = 0.6
+"""Of the answers that come after an SMS reminder to a check a text reply can answer (no red flag to report),
+the share sent as a reply of numbers rather than through the link."""

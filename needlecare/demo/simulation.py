@@ -30,10 +30,12 @@ something happens, in this order at each moment:
 4. the clinic's staff login resolves each case (``escalation.resolve``) within its SLA (30-80 % of it, drawn
    from the seed), or at ``until`` if that comes first.
 
-Messages. Dispatch writes its outbox rows (aftercare notices, check-in messages and reminders) and the rules
-their ``Alert`` rows as they do in production; the demo delivers none of them. They are copied as ``skipped``
-(``demo history: not sent``), and the summary says how many. Check-ins still planned, or sent and still open,
-at ``until`` are left out of the copy (the history ends there); so are the messages that belong to them.
+Messages. Dispatch writes its outbox rows (each by the channel the step and the patient's consent give) and the
+rules their ``Alert`` rows as in production; the demo delivers none. A check-in's messages due while it was open
+(before its answer) are copied as ``sent`` at their due time, so the history shows each check-in's channels
+(``needlecare.demo.transfer.finalize``); the rest as ``skipped`` (``demo history: not sent``); the summary counts
+both. Without an SMS route the simulation uses :data:`SIMULATED_SMS_ROUTE` (nothing goes through it). Check-ins
+still planned, or open at ``until``, are left out of the copy (the history ends there), with their messages.
 
 Patients are independent, so ``workers`` > 1 simulates shards of them in worker processes, one scratch
 database each, and copies them one after the other. A clinic holds one demo history: a second run writes
@@ -54,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from models import (
@@ -65,13 +66,12 @@ from models import (
     EscalationCase,
     Patient,
     StaffUser,
-    TreatmentSession,
 )
 from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.settings import Settings
 from needlecare.demo import parallel, transfer
-from needlecare.demo.answering import answer_check
+from needlecare.demo.answering import answer_check, select_opened
 from needlecare.demo.clinic import (
     ACTOR,
     DEMO_HISTORY_CLINIC_ID,
@@ -88,6 +88,8 @@ from needlecare.intake import ingest
 from needlecare.safety import escalation
 
 SEEDED = "demo.seeded"
+SIMULATED_SMS_ROUTE = "json://sms.invalid/demo-not-sent"
+"""The SMS route of the simulation when the settings have none (``.invalid`` never resolves; the demo sends nothing)."""
 DISPATCH_LIMIT = 500
 PLAN_LIMIT = 200
 SWEEP_EVERY = timedelta(hours=1)
@@ -121,7 +123,8 @@ class DemoResult:
     cases_opened: int = 0  # escalation cases the rules opened on answers
     missed_evaluated: int = 0  # missed safety checks the sweep evaluated (R13)
     cases_resolved: int = 0
-    messages_not_sent: int = 0  # patient messages copied, all skipped ("demo history: not sent")
+    messages_not_sent: int = 0  # patient messages copied as skipped ("demo history: not sent")
+    messages_in_history: int = 0  # check-in messages copied as sent: due while their check was open
     alerts_not_sent: int = 0  # practitioner alerts copied, all skipped
     checks_left_out: int = 0  # check-ins still planned or open at ``until``: not copied
     rows_copied: int = 0
@@ -149,6 +152,7 @@ class DemoResult:
             "missed_checks_evaluated": self.missed_evaluated,
             "cases_resolved": self.cases_resolved,
             "messages_not_sent": self.messages_not_sent,
+            "messages_in_history": self.messages_in_history,
             "alerts_not_sent": self.alerts_not_sent,
             "rows_copied": self.rows_copied,
             "copy_seconds": round(self.copy_seconds, 1),
@@ -220,6 +224,7 @@ def run_demo(
             result.checks_left_out += counts.dropped.get("contact", 0)
             result.messages_not_sent += counts.copied.get("notification", 0)
             result.alerts_not_sent += counts.copied.get("alert", 0)
+        result.messages_not_sent -= result.messages_in_history
     db.add(
         AuditEvent(
             actor=ACTOR,
@@ -261,10 +266,13 @@ def _simulate(job: _Job, cohort: Cohort, folder: Path, progress: Progress | None
         user = transfer.mirror_clinic(private, job.clinic, job.staff_email, job.staff_name)
         previous = events.set_emitter(_discard)
         try:
-            result = _Simulation(private, cohort, job.settings, job.clinic_id, job.until, progress, user).run()
+            settings = job.settings
+            if settings.resolved_patient_sms_url is None:
+                settings = settings.model_copy(update={"patient_sms_url": SIMULATED_SMS_ROUTE})
+            result = _Simulation(private, cohort, settings, job.clinic_id, job.until, progress, user).run()
         finally:
             events.set_emitter(previous)
-        transfer.finalize(private)
+        result.messages_in_history = transfer.finalize(private, until=job.until)
         assert user.id is not None
         return result, user.id
 
@@ -313,6 +321,8 @@ class _Simulation:
         first = min((p.episode_start for p in cohort), default=until)
         self.result = DemoResult(clinic_id=clinic_id, start=min(first, until), until=until, patients=len(cohort))
         self.plans: dict[PlanKey, PlannedAnswer] = {}
+        self.reply_draws = {patient.external_id: patient.sms_reply_draw for patient in cohort}
+        self.reply_draw_of: dict[int, float] = {}  # contact id -> its patient's draw (needlecare.demo.answering)
         for patient in cohort:
             for session, plan in patient.planned():
                 self.plans[(patient.external_id, session.external_id if session else None, plan.step_id)] = plan
@@ -431,12 +441,14 @@ class _Simulation:
             if at >= closes_at:
                 self.result.answers_late += 1
                 continue
+            self.reply_draw_of[contact_id] = self.reply_draws.get(patient_ext, 1.0)
             heapq.heappush(self.answers, (at, contact_id, plan))
 
     # ---- 3. answers ---------------------------------------------------------------------------------------
 
     def _answer(self, contact_id: int, plan: PlannedAnswer, at: datetime) -> None:
-        answered = answer_check(self.db, contact_id, plan, at=at, secret=self.settings.secret_key.get_secret_value())
+        secret, draw = self.settings.secret_key.get_secret_value(), self.reply_draw_of.get(contact_id, 1.0)
+        answered = answer_check(self.db, contact_id, plan, at=at, secret=secret, reply_draw=draw)
         if answered == "missing":  # pragma: no cover - contacts are never deleted
             return
         if answered == "closed":
@@ -476,22 +488,3 @@ class _Simulation:
             return
         escalation.resolve(self.db, case_id, self.staff, RESOLVED_NOTE, now=at)
         self.result.cases_resolved += 1
-
-
-def select_opened(clinic_id: str) -> Any:
-    """Opened (sent) contacts of the clinic's patients, with the external ids that find their plan."""
-    return (
-        sa_select(
-            col(Contact.id),
-            col(Contact.patient_id),
-            col(Contact.step_id),
-            col(Contact.sent_at),
-            col(Contact.window_closes_at),
-            col(Patient.external_id),
-            col(TreatmentSession.external_session_id),
-        )
-        .join(Patient, col(Patient.id) == Contact.patient_id)
-        .outerjoin(TreatmentSession, col(TreatmentSession.id) == Contact.session_id)
-        .where(col(Patient.clinic_id) == clinic_id, col(Contact.status) == ContactStatus.SENT.value)
-        .order_by(col(Contact.id))
-    )

@@ -11,8 +11,11 @@ with new ids. Only rows no live pass acts on are copied:
 - every session is planned (``planned_at`` set);
 - check-ins: answered, expired or skipped only. Check-ins still planned, or sent and still open at ``until``, are
   left out (with their messages): the history ends there, and a live pass would otherwise send or expire them;
-- outbox messages and practitioner alerts: ``skipped`` with the reason ``demo history: not sent`` (the demo
-  sends nothing, and the outbox claims only pending or retrying rows);
+- outbox messages: a check-in's first message and the reminders the pipeline would have delivered by ``until``
+  (due while its check was open and before its answer) are recorded ``sent`` at their due time, by the channel
+  dispatch chose (through no transport: the demo delivers nothing, and a live sender claims only pending or
+  retrying rows), so the history shows which channels each check-in went by; every other message and every
+  practitioner alert is ``skipped`` with the reason ``demo history: not sent``;
 - escalation cases: resolved by the demo clinic's staff login within their SLA (the sweep re-alerts only open
   cases), missed safety checks already evaluated (R13, by the sweep the simulation runs).
 
@@ -28,17 +31,29 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, create_engine, event, select, text, update
+from sqlalchemy import Table, create_engine, event, or_, select, text, update
 from sqlmodel import Session, SQLModel
 
-from models import Alert, AlertStatus, Clinic, ContactStatus, Notification, NotificationStatus, Practitioner, StaffUser
+from models import (
+    Alert,
+    AlertStatus,
+    Clinic,
+    Contact,
+    ContactStatus,
+    Notification,
+    NotificationStatus,
+    Practitioner,
+    StaffUser,
+)
 from needlecare.core import db as database
 from needlecare.demo.bulk import _insert_returning
 
 NOT_SENT = "demo history: not sent"
+CHECK_IN_MESSAGES = ("survey", "reminder")  # needlecare.followup.dispatch: a check-in's first message, its reminders
 CHUNK = 5000  # rows a transaction: on SQLite other writers wait for one chunk at most (well under a second)
 # Not copied: the clinic and logins are mapped; snapshots and request rate-limit buckets belong to the target database.
 _SKIPPED_TABLES = {"clinic", "staff_user", "web_session", "report_snapshot", "rate_bucket"}
@@ -134,9 +149,29 @@ def mirror_clinic(private: Session, clinic: dict[str, Any], email: str, name: st
     return user
 
 
-def finalize(private: Session) -> None:
-    """Messages and alerts the demo left pending become ``skipped`` (never sent). Commits."""
+def finalize(private: Session, *, until: datetime | None = None) -> int:
+    """Check-in messages due by ``until`` while their check was open (and before its answer) become ``sent`` at
+    their due time; the other messages and alerts the demo left pending become ``skipped`` (never sent). Commits;
+    returns the number recorded as sent (none without ``until``)."""
     waiting = (NotificationStatus.PENDING.value, NotificationStatus.RETRY.value)
+    delivered = 0
+    if until is not None:
+        n, c = Notification.__table__.c, Contact.__table__.c  # type: ignore[attr-defined]
+        open_then = (
+            select(c.id)
+            .where(
+                c.id == n.contact_id,
+                c.status.in_((ContactStatus.ANSWERED.value, ContactStatus.EXPIRED.value)),
+                n.due_at < c.window_closes_at,
+                or_(c.answered_at.is_(None), n.due_at <= c.answered_at),
+            )
+            .exists()
+        )
+        delivered = private.exec(
+            update(Notification)
+            .where(n.status.in_(waiting), n.kind.in_(CHECK_IN_MESSAGES), n.due_at <= until, open_then)
+            .values(status=NotificationStatus.SENT.value, sent_at=n.due_at)
+        ).rowcount
     private.exec(
         update(Notification)
         .where(Notification.status.in_(waiting))  # type: ignore[attr-defined]
@@ -148,6 +183,7 @@ def finalize(private: Session) -> None:
         .values(status=AlertStatus.SKIPPED.value, skip_reason=NOT_SENT)
     )
     private.commit()
+    return int(delivered or 0)
 
 
 def copy_history(

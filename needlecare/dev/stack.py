@@ -1,9 +1,9 @@
 """`make run`: the whole system on one box, on embedded defaults, stopped cleanly by Ctrl-C.
 
 Starts, in order: the database schema and demo clinic, a local Prefect server (its own SQLite),
-the local mail capture (in this process), the web app, and the served flows with their triggers; the banner
-is printed once the triggers are live (a probe event has started an aftercare run), so the first event starts
-a run or is drained by the probe's lingering run.
+the local mail capture and the local SMS gateway (in this process), the web app, and the served flows with their
+triggers; the banner is printed once the triggers are live (a probe event has started an aftercare run), so
+the first event starts a run or is drained by the probe's lingering run.
 Every child runs in its own process group, so stopping kills flow-run subprocesses too.
 """
 
@@ -24,7 +24,8 @@ from needlecare.core import db as database
 from needlecare.core.settings import Settings
 from needlecare.dev.mailcapture import start_capture
 from needlecare.dev.readiness import not_ready, probe_trigger
-from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic, sample_bytes
+from needlecare.dev.smsgateway import INBOUND_PATH, SmsGateway, sms_dir
+from needlecare.intake.sample import DEMO_CLINIC_ID, ensure_demo_clinic, sample_bytes, sample_event
 
 BIN = Path(sys.executable).parent
 
@@ -130,6 +131,9 @@ def child_env(settings: Settings) -> dict[str, str]:
             "PREFECT_UI_API_URL": settings.prefect_api_url,
         }
     )
+    sms_url = settings.resolved_patient_sms_url  # development: the local SMS gateway
+    if sms_url is not None:
+        env.setdefault("NEEDLECARE_PATIENT_SMS_URL", sms_url)
     return env
 
 
@@ -192,6 +196,7 @@ def run(settings: Settings, say: "Say") -> int:
             ("web", settings.web_port),
             ("Prefect", settings.prefect_port),
             ("SMTP capture", settings.smtp_capture_port),
+            ("SMS gateway", settings.sms_gateway_port),
         )
         if not port_free("127.0.0.1", port)
     ]
@@ -199,7 +204,7 @@ def run(settings: Settings, say: "Say") -> int:
         say(
             f"Cannot start: {', '.join(busy)} already in use. Stop what holds it, or choose other ports with "
             "NEEDLECARE_WEB_PORT / NEEDLECARE_PREFECT_PORT (and NEEDLECARE_PREFECT_API_URL) / "
-            "NEEDLECARE_SMTP_CAPTURE_PORT."
+            "NEEDLECARE_SMTP_CAPTURE_PORT / NEEDLECARE_SMS_GATEWAY_PORT."
         )
         return 1
     env = child_env(settings)
@@ -220,6 +225,11 @@ def run(settings: Settings, say: "Say") -> int:
     capture = start_capture(
         settings.resolved_mail_capture_dir.resolve(), settings.smtp_capture_host, settings.smtp_capture_port
     )
+    gateway = SmsGateway(
+        sms_dir(settings).resolve(),
+        inbound_url=f"http://{settings.web_host}:{settings.web_port}{INBOUND_PATH}",
+        inbound_token=settings.resolved_sms_inbound_token,
+    ).start(settings.sms_gateway_host, settings.sms_gateway_port)
     try:
         say(f"Starting the Prefect server on 127.0.0.1:{settings.prefect_port} (first start takes ~30 s)…")
         server = spawn(
@@ -271,6 +281,7 @@ def run(settings: Settings, say: "Say") -> int:
     finally:
         stop_all(children)
         capture.stop()
+        gateway.stop()
         say("Stopped; no process left behind.")
 
 
@@ -295,7 +306,7 @@ def _banner(settings: Settings, say: Say, secret: str, sample_file: Path, log_di
     say(f"""
 needlecare is running (development).
   Web app      {web}
-  Outbox       {web}/outbox   (every email sent is caught here)
+  Outbox       {web}/outbox   (every email and text message sent is caught here)
   Prefect UI   {prefect_ui}
   API docs     {web}/docs
   Logs         {log_dir}
@@ -313,5 +324,8 @@ or over HTTP, signed (t=<unix time>,v1=<hex>, good for {settings.webhook_toleran
 A new sample with a fresh session id: .venv/bin/needlecare session sample --out {sample}
 See the first check-in now (a dispatch pass as of when it can go; its link opens the survey):
   .venv/bin/needlecare dispatch --as-of next
+Text the clinic as the sample patient would (the local SMS gateway posts it to the web app; the reply is on the
+outbox after the next dispatch pass; "7 0" answers an open 1-day check-in):
+  .venv/bin/python -m needlecare.dev.smsgateway reply {sample_event()["patient"]["phone"]} HELP
 
 Ctrl-C stops everything.""")

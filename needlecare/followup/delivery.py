@@ -12,8 +12,8 @@ logger is kept out of the process logs and its messages are scrubbed before they
 """
 
 import logging
+import mimetypes
 import re
-import smtplib
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +33,7 @@ from apprise.plugins.email import smtp as _email_smtp  # Apprise 2 opens SMTP co
 from needlecare.core.rendering import RenderedEmail
 from needlecare.core.retry import next_attempt
 from needlecare.core.settings import Settings
+from needlecare.followup import routes, smtpconn
 
 _apprise_logger = logging.getLogger("apprise")
 _apprise_logger.propagate = False  # it names recipients; we keep only a scrubbed copy
@@ -92,11 +93,7 @@ def _tls_context(check_hostname: bool, verify_mode: ssl.VerifyMode) -> ssl.SSLCo
 
 _email_smtp.ssl = _SharedTLS()  # type: ignore[assignment]
 
-# What the current send saw of the SMTP conversation: whether DATA was started, and a reply code if refused.
-_smtp_state: ContextVar[dict[str, Any] | None] = ContextVar("needlecare_smtp_state", default=None)
 _message_id: ContextVar[str | None] = ContextVar("needlecare_message_id", default=None)
-# Called the moment the SMTP server accepts the message (its 250 reply to DATA), before anything else runs.
-_on_accepted: ContextVar[Callable[[], object] | None] = ContextVar("needlecare_on_accepted", default=None)
 _original_make_msgid = _email_base.make_msgid
 
 
@@ -106,59 +103,14 @@ def _make_msgid(*args: Any, **kwargs: Any) -> str:
 
 
 _email_base.make_msgid = _make_msgid
-
-
-def _note_refusal(error: smtplib.SMTPException) -> None:
-    state = _smtp_state.get()
-    if state is None:
-        return
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        state["code"] = min(codes) if codes else None
-    elif isinstance(error, smtplib.SMTPResponseException):
-        state["code"] = error.smtp_code
-
-
-class _TrackedSMTP(smtplib.SMTP):
-    """smtplib.SMTP that records, per send, how far the conversation got and any refusal code."""
-
-    def data(self, msg: Any) -> tuple[int, bytes]:
-        state = _smtp_state.get()
-        if state is not None:
-            state["handover"] = True
-        try:
-            reply: tuple[int, bytes] = super().data(msg)
-        except smtplib.SMTPException as error:
-            _note_refusal(error)
-            raise
-        accepted = _on_accepted.get()
-        if reply[0] == 250 and accepted is not None:
-            accepted()
-        return reply
-
-    def sendmail(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().sendmail(*args, **kwargs)
-        except smtplib.SMTPException as error:
-            _note_refusal(error)
-            raise
-
-
-class _TrackedSMTPSSL(_TrackedSMTP, smtplib.SMTP_SSL):
-    pass
-
-
-class _TrackedSmtplib:
-    """Stand-in for the ``smtplib`` module inside Apprise's email plugin."""
-
-    SMTP = _TrackedSMTP
-    SMTP_SSL = _TrackedSMTPSSL
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(smtplib, name)
-
-
-_email_smtp.smtplib = _TrackedSmtplib()  # type: ignore[assignment]
+# Apprise checks an attachment's type against mimetypes.types_map, which the first guess_type() replaces with
+# the system's fuller table; loaded once here, so senders on several threads never see the short default one.
+if not mimetypes.inited:
+    mimetypes.init()
+_email_smtp.smtplib = smtpconn.TrackedSmtplib()  # type: ignore[assignment]
+# Apprise otherwise hands each send to its shared pool of min(32, cores + 4) threads with a 60 s deadline;
+# without a service deadline the send runs in the caller's thread, bounded by the socket timeouts set here.
+_INLINE = apprise.AppriseAsset(service_timeout=0)
 
 
 @dataclass(frozen=True)
@@ -252,14 +204,16 @@ def send_email(
     timeout_seconds: float = 15,
     on_accepted: Callable[[], object] | None = None,
 ) -> None:
-    """Send one message through a fresh Apprise object (no throttle between messages).
+    """Send one message through a fresh Apprise object (no throttle between messages), in this thread, holding
+    one of the route's slots (``routes.LIMITS``) while it talks to the server; inside
+    ``smtpconn.reusing_connections`` it may go over a connection an earlier message of this thread opened.
 
     ``message_id`` fixes the ``Message-ID`` header, so every attempt at one message carries the same one.
     ``on_accepted`` runs the instant the SMTP server accepts the message, before its connection is closed."""
     if not to or "@" not in to:
         raise PermanentDeliveryError("no usable email address on file")
-    notifier = apprise.Apprise()
-    service = apprise.Apprise.instantiate(email_url(base_url, to, headers))
+    notifier = apprise.Apprise(asset=_INLINE)
+    service = apprise.Apprise.instantiate(email_url(base_url, to, headers), asset=_INLINE)
     if not service:
         raise PermanentDeliveryError("the patient email URL could not be parsed by Apprise")
     _limit_time(service, timeout_seconds)
@@ -268,10 +222,17 @@ def send_email(
     for item in attachments or []:
         attach.add(AttachMemory(content=item.content, name=item.name, mimetype=item.mimetype))
     state: dict[str, Any] = {}
-    state_token, id_token = _smtp_state.set(state), _message_id.set(message_id)
-    accepted_token = _on_accepted.set(on_accepted)
+    state_token, id_token = smtpconn.smtp_state.set(state), _message_id.set(message_id)
+    accepted_token, key_token = (
+        smtpconn.on_accepted.set(on_accepted),
+        smtpconn.reuse_key.set(smtpconn.url_key(base_url)),
+    )
     try:
-        with apprise.LogCapture(level=logging.DEBUG) as captured, _text_part(email.text):
+        with (
+            routes.LIMITS.slot(base_url),
+            apprise.LogCapture(level=logging.DEBUG) as captured,
+            _text_part(email.text),
+        ):
             ok = notifier.notify(
                 body=email.html,
                 title=email.subject,
@@ -279,9 +240,10 @@ def send_email(
                 attach=attach if attachments else None,
             )
     finally:
-        _smtp_state.reset(state_token)
+        smtpconn.smtp_state.reset(state_token)
+        smtpconn.reuse_key.reset(key_token)
         _message_id.reset(id_token)
-        _on_accepted.reset(accepted_token)
+        smtpconn.on_accepted.reset(accepted_token)
     if not ok:
         log = scrub(captured.getvalue()) if hasattr(captured, "getvalue") else ""
         reason = " | ".join(line.split(" - ", 2)[-1] for line in log.strip().splitlines()[-3:])

@@ -2,7 +2,8 @@
 
 One pass, as of ``now``: close contacts whose window has passed, then for each due contact (safety
 checks first) decide — send, defer (quiet hours, one survey per patient per day), or skip with a
-recorded reason (opted out, no consent or address, superseded by a newer session, window closed).
+recorded reason (opted out, no channel of the step allowed — consent, address and opt-out per channel —,
+superseded by a newer session, window closed).
 Sending means writing the message rows (the first message now, reminders at their times) with
 unique keys; the outbox delivers them. Contacts are claimed by an atomic status change, so two
 dispatchers never open the same contact.
@@ -14,10 +15,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
-from models import AuditEvent, Contact, ContactStatus, Notification, NotificationStatus, Patient, TreatmentSession
+from models import (
+    AuditEvent,
+    Clinic,
+    Contact,
+    ContactStatus,
+    Notification,
+    NotificationStatus,
+    Patient,
+    TreatmentSession,
+)
 from needlecare.core import clock
 from needlecare.core.settings import Settings
 from needlecare.core.sql import insert_ignore
+from needlecare.followup import channels
 from needlecare.followup.protocols import get_protocol
 
 C = ContactStatus
@@ -107,7 +118,7 @@ def _decide(
     """(outcome, reason, deferred until, the patient's time zone)."""
     patient = db.get(Patient, contact.patient_id)
     tz = patient.timezone if patient is not None else "UTC"
-    reason = _skip_reason(db, contact, patient, now=now)
+    reason = _skip_reason(db, contact, patient, settings=settings)
     if reason is not None:
         return _skip(db, contact, reason), reason, None, tz
     assert patient is not None
@@ -122,18 +133,17 @@ def _decide(
             reason = f"window closes before the next allowed time ({why})"
             return _skip(db, contact, reason), reason, None, tz
         return _defer(db, contact, send_at), why, send_at, tz
-    return _open(db, contact, now=now), "", None, tz
+    return _open(db, contact, patient, now=now, settings=settings), "", None, tz
 
 
-def _skip_reason(db: Session, contact: Contact, patient: Patient | None, *, now: datetime) -> str | None:
+def _skip_reason(db: Session, contact: Contact, patient: Patient | None, *, settings: Settings) -> str | None:
     if patient is None:
         return "patient row is missing"
-    if patient.opted_out_at is not None:
-        return "patient opted out"
-    if not patient.consent_email:
-        return "no consent to email"
-    if not patient.email:
-        return "no email address on file"
+    step = get_protocol(contact.injury).step(contact.step_id)
+    route = channels.sms_route(db.get(Clinic, patient.clinic_id), settings)
+    choice = channels.choose(step.channels, patient, route=route)
+    if choice.channel is None:
+        return choice.reason
     if contact.scope == "session" and _superseded(db, contact):
         return "superseded by a newer session"
     return None
@@ -211,28 +221,36 @@ def _defer(db: Session, contact: Contact, until: datetime) -> str:
     return "deferred" if _claim(db, contact, due_at=until) else "unchanged"
 
 
-def _open(db: Session, contact: Contact, *, now: datetime) -> str:
+def _open(db: Session, contact: Contact, patient: Patient, *, now: datetime, settings: Settings) -> str:
+    """Write the check-in's messages. Each row's channel is the one it would go by now; the sender picks
+    again at send time (consent or opt-out may change meanwhile) and records the one it used."""
     if not _claim(db, contact, status=C.SENT.value, sent_at=now):
         return "unchanged"
     cid = contact.id
     assert cid is not None
     step = get_protocol(contact.injury).step(contact.step_id)
-    rows = [_message(contact, cid, 0, SURVEY, due=now, now=now)]
+    route = channels.sms_route(db.get(Clinic, patient.clinic_id), settings)
+
+    def channel(sequence: int) -> str:
+        listed = channels.for_message(step, sequence)
+        return channels.choose(listed, patient, route=route).channel or listed[0]
+
+    rows = [_message(contact, cid, 0, SURVEY, channel(0), due=now, now=now)]
     for number, hours in enumerate(step.reminder_hours, start=1):
         due = now + timedelta(hours=hours)
         if due < contact.window_closes_at:
-            rows.append(_message(contact, cid, number, REMINDER, due=due, now=now))
+            rows.append(_message(contact, cid, number, REMINDER, channel(number), due=due, now=now))
     insert_ignore(db, Notification, rows)
     return "opened"
 
 
 def _message(
-    contact: Contact, cid: int, sequence: int, kind: str, *, due: datetime, now: datetime
+    contact: Contact, cid: int, sequence: int, kind: str, channel: str, *, due: datetime, now: datetime
 ) -> dict[str, object]:
     return {
         "idempotency_key": message_key(cid, sequence),
         "kind": kind,
-        "channel": "email",
+        "channel": channel,
         "session_id": contact.session_id,
         "contact_id": cid,
         "sequence": sequence,

@@ -1,7 +1,11 @@
-"""What one outbox row becomes at send time: a composed email, a deferral, or a skip with a reason.
+"""What one outbox row becomes at send time: a composed email or text message, a deferral, or a skip.
 
 Content is rendered here, at send time, so a corrected template or protocol applies to every
-message not yet sent. Checks are made again here (opt-out, answered, window, quiet hours).
+message not yet sent. Checks are made again here (opt-out, answered, window, quiet hours), and the
+channel is picked here: the first of the step's channels (``channels`` for the first message,
+``reminder_channels`` for reminders) the patient allows now (:mod:`needlecare.followup.channels`). The
+aftercare notice is email only (too long for a text). The reply to a patient's text (kind ``sms_reply``)
+is its stored ``reply_text``, sent as it is; the one to a STOP or HELP goes even after an opt-out.
 
 Check-in times in a message are the times the sender will really open them
 (:func:`planning.expected_sends`). Every message also brings the patient's calendar up to date: a
@@ -14,13 +18,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from models import Clinic, Contact, ContactStatus, Notification, Patient, TreatmentSession
+from models import Clinic, Contact, ContactStatus, InboundAction, Notification, Patient, SmsInbound, TreatmentSession
 from needlecare.core import clock
 from needlecare.core.catalogue import Catalogue
 from needlecare.core.rendering import RenderedEmail, emergency_number, place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import make_token
-from needlecare.followup import aftercare, icalendar, planning
+from needlecare.followup import aftercare, channels, icalendar, planning, sms_text
 from needlecare.followup.delivery import Attachment
 from needlecare.followup.icalendar import Announced, CheckDate
 from needlecare.followup.protocol_schema import Step
@@ -38,6 +42,13 @@ class Compose:
 
 
 @dataclass(frozen=True)
+class ComposeSms:
+    to: str  # E.164
+    text: str
+    route: str  # the Apprise URL without the recipient
+
+
+@dataclass(frozen=True)
 class Skip:
     reason: str
 
@@ -47,7 +58,9 @@ class Defer:
     until: datetime
 
 
-Decision = Compose | Skip | Defer
+Decision = Compose | ComposeSms | Skip | Defer
+SMS_REPLY = "sms_reply"
+REPLY_USEFUL_FOR = timedelta(hours=24)  # a reply to a text is not sent later than this after the text came
 
 
 def compose(db: Session, n: Notification, *, now: datetime, settings: Settings, catalogue: Catalogue) -> Decision:
@@ -55,15 +68,26 @@ def compose(db: Session, n: Notification, *, now: datetime, settings: Settings, 
     clinic = db.get(Clinic, patient.clinic_id) if patient else None
     if patient is None or clinic is None:
         return Skip("patient or clinic row is missing")
-    if patient.opted_out_at is not None:
-        return Skip("patient opted out")
-    if not patient.consent_email:
-        return Skip("no consent to email")
-    if not patient.email:
-        return Skip("no email address on file")
+    if n.kind == SMS_REPLY:
+        return _sms_reply(db, n, patient, clinic, settings=settings)
     if n.kind == aftercare.TEMPLATE:
+        why = channels.refusal(channels.EMAIL, patient, route=None)
+        if why is not None:
+            return Skip(why)
         return _aftercare(db, n, patient, clinic, now=now, settings=settings, catalogue=catalogue)
     return _survey(db, n, patient, clinic, now=now, settings=settings)
+
+
+def _sms_reply(db: Session, n: Notification, patient: Patient, clinic: Clinic, *, settings: Settings) -> Decision:
+    inbound = db.get(SmsInbound, n.sms_inbound_id) if n.sms_inbound_id is not None else None
+    if inbound is None or not inbound.reply_text:
+        return Skip("the text message this answers, or its reply, is missing")
+    confirms = inbound.action in (InboundAction.STOP.value, InboundAction.HELP.value)  # carriers require these
+    route = channels.sms_route(clinic, settings)
+    why = channels.refusal(channels.SMS, patient, route=route, ignore_opt_out=confirms)
+    if why is not None or route is None:
+        return Skip(why or channels.NO_SMS_ROUTE)
+    return ComposeSms(inbound.from_phone, inbound.reply_text, route)
 
 
 def _headers(n: Notification, patient: Patient, settings: Settings) -> dict[str, str]:
@@ -229,6 +253,11 @@ def _survey(
     contact = db.get(Contact, n.contact_id) if n.contact_id else None
     if contact is None:
         return Skip("contact row is missing")
+    step = get_protocol(contact.injury).step(contact.step_id)
+    route = channels.sms_route(clinic, settings)
+    choice = channels.choose(channels.for_message(step, n.sequence), patient, route=route)
+    if choice.channel is None:
+        return Skip(choice.reason)
     if contact.status == ContactStatus.ANSWERED.value:
         return Skip("answered already")
     if contact.status != ContactStatus.SENT.value or now >= contact.window_closes_at:
@@ -237,14 +266,9 @@ def _survey(
         allowed = clock.next_allowed(now, patient.timezone, settings.quiet_hours_start, settings.quiet_hours_end)
         if allowed != now:
             return Defer(allowed) if allowed < contact.window_closes_at else Skip("window closes during quiet hours")
-    step = get_protocol(contact.injury).step(contact.step_id)
-    token = make_token(
-        _id(contact.id),
-        patient.id or 0,
-        contact.step_id,
-        contact.window_closes_at,
-        settings.secret_key.get_secret_value(),
-    )
+    survey_url = _survey_url(contact, patient, settings)
+    if choice.channel == channels.SMS and route is not None:
+        return _survey_sms(n, patient, clinic, step, survey_url, route)
     calendar = _calendar(db, n, patient, clinic, listed=[], now=now, settings=settings)
     ctx = {
         "first_name": patient.first_name,
@@ -254,13 +278,38 @@ def _survey(
         "emergency_number": emergency_number(clinic),
         "safety": step.safety,
         "is_reminder": n.sequence > 0,
-        "survey_url": f"{settings.public_base_url.rstrip('/')}/s/{token}",
+        "survey_url": survey_url,
         "closes_label": _local_label(contact.window_closes_at, patient.timezone),
         "unsubscribe_url": unsubscribe_url(patient, settings),
         "calendar_changes": calendar.changes,
     }
     email = render_email("survey", ctx)
     return Compose(patient.email or "", email, _headers(n, patient, settings), calendar.attachments)
+
+
+def _survey_url(contact: Contact, patient: Patient, settings: Settings) -> str:
+    """The signed link to the check-in's form (the same in an email and a text)."""
+    secret = settings.secret_key.get_secret_value()
+    token = make_token(_id(contact.id), patient.id or 0, contact.step_id, contact.window_closes_at, secret)
+    return f"{settings.public_base_url.rstrip('/')}/s/{token}"
+
+
+def _survey_sms(n: Notification, patient: Patient, clinic: Clinic, step: Step, survey_url: str, route: str) -> Decision:
+    """A check-in by text: the clinic's name, the step's title, the link; for a step a reply of numbers
+    answers (``sms_reply_questions``), how to reply. No name, injury, region or answer."""
+    context = {
+        "clinic_name": clinic.name,
+        "step_title": step.title,
+        "survey_url": survey_url,
+        "is_reminder": n.sequence > 0,
+        "reply": bool(step.sms_reply_questions),
+        "aftercare_by_email": channels.refusal(channels.EMAIL, patient, route=None) is None,
+    }
+    try:
+        text = sms_text.survey_text(context)
+    except sms_text.TooLong as exc:
+        return Skip(str(exc))
+    return ComposeSms(patient.phone or "", text, route)
 
 
 def _local_label(moment: datetime, tz: str) -> str:
@@ -302,12 +351,16 @@ def _id(value: int | None) -> int:
 
 def useful_until(db: Session, n: Notification, settings: Settings) -> datetime | None:
     """The last moment this message is still worth sending: the aftercare notice until it would be too old,
-    a check-in or reminder until its answer window closes. None: no limit known."""
+    a check-in or reminder until its answer window closes, a reply to a text for a day. None: no limit
+    known."""
     if n.kind == aftercare.TEMPLATE:
         session = db.get(TreatmentSession, n.session_id) if n.session_id is not None else None
         if session is None:
             return None
         return session.completed_at + timedelta(hours=settings.aftercare_max_age_hours)
+    if n.kind == SMS_REPLY:
+        inbound = db.get(SmsInbound, n.sms_inbound_id) if n.sms_inbound_id is not None else None
+        return inbound.received_at + REPLY_USEFUL_FOR if inbound is not None else None
     contact = db.get(Contact, n.contact_id) if n.contact_id is not None else None
     return contact.window_closes_at if contact is not None else None
 

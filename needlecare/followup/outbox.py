@@ -10,25 +10,36 @@ retried through a database outage, with the lease still renewed. What remains po
 ``ambiguous_attempts``: a send whose reply never came, and a sender killed (or cut off from the database for
 longer than the outcome write waits) between the SMTP server's acceptance and its commit — both may have been
 delivered and are sent again with the same ``Message-ID``.
+
+A pass sends on a bounded pool of SENDER_CONCURRENCY threads (``needlecare.followup.senders``), each message in
+a session of its own; each provider gets at most its route's limit of messages at once (``routes``), and a
+sender keeps its SMTP connection for its next message (``smtpconn``). :func:`consume` is the warm path: passes
+one poll apart for as long as it is asked to stay up.
 """
 
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
 from models import AuditEvent, Notification, NotificationStatus, Patient
 from models.base import utcnow
 from needlecare.core import claims
 from needlecare.core.catalogue import Catalogue, get_catalogue
+from needlecare.core.db import session_scope
 from needlecare.core.receipts import Receipt
 from needlecare.core.settings import Settings
-from needlecare.followup import undelivered
+from needlecare.followup import routes, senders, undelivered
 from needlecare.followup.delivery import DeliveryError, failure_outcome, send_email
 from needlecare.followup.dispatch import Note, dispatch_due
-from needlecare.followup.messages import Defer, Skip, compose, message_id, useful_until
+from needlecare.followup.messages import ComposeSms, Defer, Skip, compose, message_id, useful_until
 from needlecare.followup.planning import plan_all
+from needlecare.followup.sms import send_sms
 
 S = NotificationStatus
 _COUNTS = (
@@ -105,8 +116,9 @@ def deliver(
     catalogue: Catalogue | None = None,
     clock: claims.PassClock | None = None,
 ) -> NotificationStatus:
-    """Send one claimed message, defer it, or record why not. Returns the row's new status (``sending``
-    when this caller turned out not to hold the claim any more: nothing was sent or recorded)."""
+    """Send one claimed message (by the channel compose picked: email, or a text through the SMS route),
+    defer it, or record why not; the row records the channel used. Returns the row's new status
+    (``sending`` when this caller turned out not to hold the claim any more: nothing was sent or recorded)."""
     clock = clock or claims.PassClock(now)
     n = db.get(Notification, claim if isinstance(claim, int) else claim.id)
     if n is None or n.status != S.SENDING:
@@ -127,21 +139,31 @@ def deliver(
         return S.SENDING  # another sender holds it now
     lease = settings.claim_lease_seconds
     error: str | None = None
+    used: dict[str, object] = {"channel": "sms" if isinstance(decision, ComposeSms) else "email"}
     with claims.held(db.get_bind(), Notification, claim, clock=clock, lease_seconds=lease):
         try:
-            send_email(
-                settings.resolved_patient_email_url,
-                decision.to,
-                decision.email,
-                decision.headers,
-                decision.attachments,
-                message_id=message_id(n, settings),
-                timeout_seconds=settings.delivery_timeout_seconds,
-                on_accepted=lambda: receipt.write(clock.now()),
-            )
+            if isinstance(decision, ComposeSms):
+                send_sms(
+                    decision.route,
+                    decision.to,
+                    decision.text,
+                    timeout_seconds=settings.delivery_timeout_seconds,
+                    on_accepted=lambda: receipt.write(clock.now()),
+                )
+            else:
+                send_email(
+                    settings.resolved_patient_email_url,
+                    decision.to,
+                    decision.email,
+                    decision.headers,
+                    decision.attachments,
+                    message_id=message_id(n, settings),
+                    timeout_seconds=settings.delivery_timeout_seconds,
+                    on_accepted=lambda: receipt.write(clock.now()),
+                )
         except DeliveryError as exc:
             if (accepted_at := receipt.accepted_at()) is not None:  # accepted; what failed came afterwards
-                return _record_sent(db, n, claim, receipt, None, {"sent_at": accepted_at})
+                return _record_sent(db, n, claim, receipt, None, {"sent_at": accepted_at, **used})
             final, reason, values = failure_outcome(
                 exc,
                 attempts=n.attempts,
@@ -150,9 +172,9 @@ def deliver(
                 useful_until=useful_until(db, n, settings),
                 settings=settings,
             )
-            status, error, fields = (S.FAILED if final else S.RETRY), reason, values
+            status, error, fields = (S.FAILED if final else S.RETRY), reason, values | used
         else:
-            status, fields = S.SENT, {"sent_at": clock.now()}
+            status, fields = S.SENT, {"sent_at": clock.now(), **used}
         # The lease is still renewed while the outcome is written, through a database outage if need be.
         if status == S.SENT:
             return _record_sent(db, n, claim, receipt, None, fields)
@@ -227,31 +249,72 @@ def run_pass(db: Session, *, now: datetime, settings: Settings, batch: int = 200
             return result
 
 
+def consume(
+    *,
+    seconds: float,
+    settings: Settings,
+    on_progress: Callable[[dict[str, int]], object] | None = None,
+    progress_seconds: float = 5.0,
+) -> dict[str, int]:
+    """A warm sender: a pass, then another every DRAIN_POLL_SECONDS while nothing is due (at once after a pass
+    that did something), for ``seconds``. Returns the counts of every pass added up; ``on_progress`` gets them
+    every ``progress_seconds`` when they have changed."""
+    totals: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
+    reported, report_at = dict(totals), time.monotonic() + progress_seconds
+    while time.monotonic() < deadline:
+        with session_scope(settings.resolved_database_url) as db:
+            result = run_pass(db, now=utcnow(), settings=settings)
+        totals.update(result.summary())
+        if on_progress is not None and time.monotonic() >= report_at:
+            if dict(totals) != reported:
+                reported = dict(totals)
+                on_progress(reported)
+            report_at = time.monotonic() + progress_seconds
+        if not result.work_done:
+            time.sleep(settings.drain_poll_seconds)
+    return dict(totals)
+
+
 def _send_due(
     db: Session, result: PassResult, *, now: datetime, settings: Settings, catalogue: Catalogue, batch: int
 ) -> None:
+    """Claim every due message and send it on the pass's pool of senders (``senders.send_all``)."""
     clock = claims.PassClock(now)
+    lock = threading.Lock()
     recovered = False
+    routes.LIMITS.configure(settings.route_concurrency, settings.route_concurrency_default)
+    limit = min(batch, settings.claim_batch)
 
-    def send(claim: claims.Claim) -> str:
+    def claim_batch() -> list[claims.Claim]:
+        return claims.claim(db, Notification, now=now, limit=limit, lease_seconds=settings.claim_lease_seconds)
+
+    def send(session: Session, claim: claims.Claim) -> str:
         nonlocal recovered
-        status = deliver(db, claim, now=now, settings=settings, catalogue=catalogue, clock=clock)
-        if status == S.SENT and not recovered:
-            recovered = True
-            result.pulled_forward += pull_forward_retries(db, now=now)
-        if status != S.SENT:
-            note = _note(db, claim.id, status)
+        status = deliver(session, claim, now=now, settings=settings, catalogue=catalogue, clock=clock)
+        if status == S.SENT:
+            with lock:
+                first, recovered = not recovered, True
+            if first:
+                pulled = pull_forward_retries(session, now=now)
+                with lock:
+                    result.pulled_forward += pulled
+        else:
+            note = _note(session, claim.id, status)
             if note is not None:
-                result.notes.append(note)
+                with lock:
+                    result.notes.append(note)
         return status.value
 
-    ids, statuses = claims.drain(
+    bind = db.get_bind()
+    ids, statuses = senders.send_all(
         db,
-        Notification,
+        bind if isinstance(bind, Engine) else bind.engine,
+        claim_batch,
         send,
-        now=now,
-        batch=min(batch, settings.claim_batch),
-        lease_seconds=settings.claim_lease_seconds,
+        batch=limit,
+        concurrency=settings.resolved_sender_concurrency,
+        reuse=senders.Reuse(settings.smtp_reuse_messages, settings.smtp_reuse_idle_seconds),
     )
     result.claimed += len(ids)
     result.notification_ids.extend(ids)

@@ -1,6 +1,7 @@
 """The shape of a follow-up protocol: its steps (when each is sent, how long its answers are valid, when to
-remind, which questions it asks) and its self-test (``rom_test``), each checked as it is read. The question ids
-a step may ask are fixed here; ``needlecare.followup.protocols`` loads and merges the packs."""
+remind, which questions it asks, by which channels) and its self-test (``rom_test``), each checked as it is
+read. The question ids and channels a step may use are fixed here; ``needlecare.followup.protocols`` loads and
+merges the packs."""
 
 import re
 from typing import Annotated, Literal
@@ -24,6 +25,7 @@ QUESTION_IDS: frozenset[str] = frozenset(
     }
 )
 
+CHANNELS: tuple[str, ...] = ("email", "sms")
 SLUG = r"^[a-z0-9_]+$"
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z0-9(\"']|\s*$)")
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -65,7 +67,9 @@ class RomTest(BaseModel):
 
 
 class Step(BaseModel):
-    """One follow-up message: when it is sent, when answers count, reminders and questions."""
+    """One follow-up message: when it is sent, when answers count, reminders, questions, the channels its
+    first message and its reminders may go by (in order of preference), and which questions a text reply
+    answers."""
 
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SLUG)
@@ -79,6 +83,9 @@ class Step(BaseModel):
     safety: bool
     skip_if_next_session_before_due: bool = False
     groc_anchor: str | None = Field(default=None, validate_default=True)
+    channels: list[str] = Field(default_factory=lambda: ["email"])
+    reminder_channels: list[str] = Field(default_factory=lambda: ["email"])
+    sms_reply_questions: list[str] = Field(default_factory=list)
     source: NonEmpty
 
     @field_validator("window_start_hours")
@@ -155,6 +162,37 @@ class Step(BaseModel):
             )
         if "groc15" not in questions and value is not None:
             raise ValueError("only allowed when questions include 'groc15'")
+        return value
+
+    @field_validator("channels", "reminder_channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                f"must list at least one channel, in order of preference; allowed: {allowed(set(CHANNELS))}"
+            )
+        for index, channel in enumerate(value):
+            if channel not in CHANNELS:
+                raise ValueError(f"[{index}]: '{channel}' is not a channel; allowed: {allowed(set(CHANNELS))}")
+            if channel in value[:index]:
+                raise ValueError(f"[{index}]: '{channel}' is listed twice")
+        return value
+
+    @field_validator("sms_reply_questions")
+    @classmethod
+    def _reply_questions_asked(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        questions = info.data.get("questions")
+        for index, question in enumerate(value):
+            if questions is not None and question not in questions:
+                raise ValueError(
+                    f"[{index}]: '{question}' is not one of this step's questions ({', '.join(questions)}); "
+                    "a reply can answer only questions the step asks"
+                )
+            if question in value[:index]:
+                raise ValueError(f"[{index}]: '{question}' is listed twice")
+        texted = {*info.data.get("channels", []), *info.data.get("reminder_channels", [])}
+        if value and "channels" in info.data and "reminder_channels" in info.data and "sms" not in texted:
+            raise ValueError("needs 'sms' in channels or reminder_channels (a reply answers a text message)")
         return value
 
 

@@ -57,6 +57,11 @@ NERVE_FOLLOW_UPS: dict[str, str] = {
     "nerve_getting_worse": "The numbness, pins and needles or weakness is getting worse",
     "nerve_cannot_walk": "Cannot walk normally because of the numbness, pins and needles or weakness",
 }
+# A warning sign reported by text message: the reply "1" / "yes" to the 24-hour check's "any warning sign from
+# your aftercare notice?", which does not say which one. Never on the web checklist; accepted only in an SMS answer
+# (validate_sms_reply) and acted on by its own rule (rules/escalation.toml L2).
+BY_TEXT = "warning_sign_by_text"
+BY_TEXT_LABEL = "A warning sign, reported by text message (not said which)"
 NERVE_FOLLOW_UP_ALONE = (
     "You ticked that it is getting worse or that you cannot walk normally: also tick which of new numbness, "
     "pins and needles, weakness or a dragging foot you have."
@@ -217,11 +222,13 @@ def validate_answers(
     step: Step,
     regions_needled: list[str],
     previous_activities: list[str] | None = None,
+    by_text: bool = False,
 ) -> SurveyAnswers:
     """Check ``data`` against the step's questions; raises ``InvalidAnswers`` listing every problem.
 
     ``previous_activities``: the PSFS activities this patient rated last time in this episode; when given,
-    the same activities must be re-rated (domain.md §1.4 PSFS, §2).
+    the same activities must be re-rated (domain.md §1.4 PSFS, §2). ``by_text``: an SMS answer, whose only red-flag
+    items are :data:`BY_TEXT` or "none" (see :func:`validate_sms_reply`).
     """
     errors: dict[str, str] = {}
     asked = [q for q in step.questions if q in QUESTION_IDS]
@@ -245,7 +252,7 @@ def validate_answers(
             errors[question] = _message(question, protocol)
 
     if "redflags" in values:
-        allowed = redflag_options(protocol.injury, regions_needled)
+        allowed = {BY_TEXT: BY_TEXT_LABEL} if by_text else redflag_options(protocol.injury, regions_needled)
         flags = values["redflags"]
         unknown = [f for f in flags if f != NONE_OF_THESE and f not in allowed and f not in NERVE_FOLLOW_UPS]
         if unknown:
@@ -261,6 +268,17 @@ def validate_answers(
     if errors:
         raise InvalidAnswers(errors)
     return SurveyAnswers.model_validate(values)
+
+
+def validate_sms_reply(
+    data: dict[str, Any], *, protocol: Protocol, step: Step, regions_needled: list[str]
+) -> SurveyAnswers:
+    """An answer by text message: only the step's ``sms_reply_questions`` (the web form still needs all of its
+    questions), each checked as on the form; a warning sign is :data:`BY_TEXT`. Raises ``InvalidAnswers``."""
+    if not step.sms_reply_questions:
+        raise InvalidAnswers({"step": "this check cannot be answered by text message"})
+    reply_step = step.model_copy(update={"questions": list(step.sms_reply_questions)})
+    return validate_answers(data, protocol=protocol, step=reply_step, regions_needled=regions_needled, by_text=True)
 
 
 def lenient_answers(data: dict[str, Any]) -> SurveyAnswers:

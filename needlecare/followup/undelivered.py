@@ -61,6 +61,8 @@ def queue_for_alert(db: Session, alert: Alert, *, now: datetime) -> None:
 def describe(db: Session, n: Notification) -> str:
     if n.kind == aftercare.TEMPLATE:
         return "the aftercare notice"
+    if n.kind == "sms_reply":
+        return "the reply to a text message"
     contact = db.get(Contact, n.contact_id) if n.contact_id is not None else None
     step = contact.step_id if contact is not None else "a follow-up"
     return f"reminder {n.sequence} of check-in {step}" if n.sequence else f"check-in {step}"
@@ -118,7 +120,7 @@ def list_undelivered(db: Session, clinic_id: str, *, limit: int = 200) -> list[U
                 row_id=n.id or 0,
                 when=n.due_at,
                 patient_name=name or None,
-                contact=patient.email or patient.phone,
+                contact=(patient.phone if n.channel == "sms" else patient.email) or patient.email or patient.phone,
                 reason=n.last_error or "",
             )
         )

@@ -1,12 +1,19 @@
 """Recording a completed session: validate, store in one transaction, idempotently, then emit.
 
-Used by the HTTP ingress and the CLI alike, so both give the same answers and the same errors.
+Used by the HTTP ingress and the CLI alike, so both give the same answers and the same errors. A patient's
+phone number is read with the ``phonenumbers`` library and stored in E.164 form. One given with '+' must be
+possible (the right length for its country code), as the E.164 check before it required: the reserved
+fictional ranges (+44 7700 900xxx, +1 NPA 555 01xx) used by tests and demos stay usable. One without '+' is
+read as dialled in the clinic's region (else ``settings.sms_default_region``) and must be a number in use
+there, so a number read in the wrong country is refused rather than stored. A number a provider refuses
+fails for good and is shown to staff on the undelivered page.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import phonenumbers
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -16,6 +23,7 @@ from models.base import utcnow
 from needlecare.core import events
 from needlecare.core.catalogue import Catalogue, get_catalogue
 from needlecare.core.jsonin import JsonInputError, load_json
+from needlecare.core.settings import get_settings
 from needlecare.intake.bsi_sites import BsiSites, get_bsi_sites
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -81,9 +89,13 @@ def find_clinic(db: Session, data: dict[str, Any]) -> Clinic:
     return clinic
 
 
-def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> SessionCompleted:
+def validate(
+    data: dict[str, Any], catalogue: Catalogue | None = None, *, region: str | None = None
+) -> SessionCompleted:
     """Structural checks (the contract), then checks against the clinical catalogue. Unknown injuries and
-    regions are reported together with any structural problem, so one answer lists everything to fix."""
+    regions are reported together with any structural problem, so one answer lists everything to fix.
+    ``region`` (the clinic's, e.g. "GB"; default ``settings.sms_default_region``) reads a phone number
+    given without '+'; the number is returned in E.164 form."""
     catalogue = catalogue or get_catalogue()
     try:
         body = SessionCompleted.model_validate(data)
@@ -116,9 +128,41 @@ def validate(data: dict[str, Any], catalogue: Catalogue | None = None) -> Sessio
                     )
                 )
     problems += _bone_stress_problems(body, get_bsi_sites())
+    phone, problem = e164_phone(body.patient.phone, region or get_settings().sms_default_region)
+    if problem is not None:
+        problems.append(problem)
     if problems:
         raise InvalidSession(problems)
+    body.patient.phone = phone
     return body
+
+
+_NOT_POSSIBLE = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "its country code is not one in use",
+    phonenumbers.ValidationResult.TOO_SHORT: "it is too short for its country",
+    phonenumbers.ValidationResult.TOO_LONG: "it is too long for its country",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "its length does not fit its country's numbers",
+}
+
+
+def e164_phone(value: str | None, region: str) -> tuple[str | None, Problem | None]:
+    """``value`` in E.164 form (read as dialled in ``region`` when it has no '+'), or the problem with it."""
+    if value is None:
+        return None, None
+    fix = f"send it in E.164 form ('+' then country code and number, e.g. +447700900123) or as dialled in {region}"
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None, Problem(("patient", "phone"), f"is not a phone number; {fix}")
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result not in (phonenumbers.ValidationResult.IS_POSSIBLE, phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+        why = _NOT_POSSIBLE.get(result, "it is not a possible number")
+        return None, Problem(("patient", "phone"), f"is not a possible phone number ({why}); {fix}")
+    if result == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        return None, Problem(("patient", "phone"), f"is too short for its country (no area code?); {fix}")
+    if not value.lstrip().startswith("+") and not phonenumbers.is_valid_number(number):
+        return None, Problem(("patient", "phone"), f"is not a number in use in {region}; {fix}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
 def _bone_stress_problems(body: SessionCompleted, sites: BsiSites) -> list[Problem]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from needlecare.outcomes.filters import make_filters
-from needlecare.outcomes.finishing import adverse_rows, escalation_rows, recovery_rows, step_rows
+from needlecare.outcomes.finishing import adverse_rows, change_groups, escalation_rows, recovery_rows, step_rows
 from needlecare.outcomes.headline import headline_due_stmt, headline_figures, headline_pairs_stmt
 from needlecare.outcomes.results import OutcomeReport
 from needlecare.outcomes.statements import (
@@ -44,7 +44,7 @@ def compute_outcomes(
     f = make_filters(clinic_id, injury, practitioner_id, since, until)
     conn = db.connection()
     counts = conn.execute(counts_stmt(f)).all()
-    changes = conn.execute(changes_stmt(f)).all()
+    changes = change_groups(conn.execute(changes_stmt(f)).all())
     adverse = adverse_rows(conn.execute(adverse_stmt(f)).all(), policy)
     escalations = escalation_rows(
         conn.execute(escalation_counts_stmt(f)).all(), conn.execute(ack_stmt(f)).all(), adverse, policy

@@ -3,13 +3,13 @@ changes, response rates, adverse events, escalations, Kaplan-Meier recovery) und
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from needlecare.core.catalogue import get_catalogue
 from needlecare.outcomes import stats
-from needlecare.outcomes.aggregates import read_summary
+from needlecare.outcomes.aggregates import read_histograms, read_summary
 from needlecare.outcomes.definitions import ADVERSE_KINDS, ALL_RULES, MEASURE_RULES, PAIN, STEP_ORDER, UNKNOWN_MEASURE
 from needlecare.outcomes.results import (
     AdverseEvent,
@@ -24,6 +24,7 @@ from needlecare.outcomes.results import (
     StepRaw,
     StepRow,
 )
+from needlecare.outcomes.statements import CHANGE_KEYS, PATIENTS_ROW, VALUES_ROW
 from needlecare.outcomes.suppression import (
     Figure,
     Reason,
@@ -50,10 +51,40 @@ def step_key(injury: str, step_id: str) -> tuple[str, int, str]:
     return injury, order, step_id
 
 
-def change_stats(measure: str, row: Any, policy: ReportPolicy) -> ChangeStats:
-    summary = read_summary(row)
+@dataclass(frozen=True)
+class ChangeGroup:
+    """The paired changes of one injury x step x measure: their summary, responders and distinct patients."""
+
+    injury: str
+    step_id: str
+    measure: str
+    summary: stats.Summary
+    responders: int
+    patients: int
+
+
+def change_groups(rows: Iterable[Any]) -> list[ChangeGroup]:
+    """:class:`ChangeGroup` per group of ``statements.changes_stmt``'s rows (value counts and distinct patients)."""
+    rows = list(rows)
+    patients = {(r.injury, r.step_id, r.measure): int(r.count) for r in rows if r.kind == PATIENTS_ROW}
+    histograms = read_histograms((r for r in rows if r.kind == VALUES_ROW), CHANGE_KEYS, sums=("responders",))
+    return [
+        ChangeGroup(
+            injury=h.key[0],
+            step_id=h.key[1],
+            measure=h.key[2],
+            summary=h.summary,
+            responders=h.sums["responders"],
+            patients=patients.get(h.key, 0),
+        )
+        for h in histograms
+    ]
+
+
+def change_stats(measure: str, row: ChangeGroup, policy: ReportPolicy) -> ChangeStats:
+    summary = row.summary
     n = summary.n
-    responders = int(row.responders)
+    responders = row.responders
     rule = MEASURE_RULES.get(measure, UNKNOWN_MEASURE)
     unit = unit_of(measure)
     has_rule = rule.threshold is not None and rule.direction is not None
@@ -92,8 +123,8 @@ def answer_split(due: int, answered: int, policy: ReportPolicy) -> tuple[Figure,
     return count_figure(due, policy), answered_fig, rest_fig, rate
 
 
-def step_rows(counts: Sequence[Any], changes: Sequence[Any], policy: ReportPolicy) -> tuple[StepRow, ...]:
-    by_step: dict[tuple[str, str], list[Any]] = defaultdict(list)
+def step_rows(counts: Sequence[Any], changes: Sequence[ChangeGroup], policy: ReportPolicy) -> tuple[StepRow, ...]:
+    by_step: dict[tuple[str, str], list[ChangeGroup]] = defaultdict(list)
     for row in changes:
         by_step[(row.injury, row.step_id)].append(row)
     rows: list[StepRow] = []

@@ -3,7 +3,8 @@
 One row per unanswered contact whose survey link went out: status ``sent`` (the window may still be open) or
 ``expired`` with its window closed in the last ``expired_days`` days. Newest first (due date, then id), one
 page at a time (``limit``/``offset``), with the patient's name and phone, the injury, the step, the due date, how many
-reminders went out (notifications of the contact with ``sequence >= 1`` and status ``sent``) and when the
+reminders went out (notifications of the contact with ``sequence >= 1`` and status ``sent``), which channels its
+messages went out by (the ``channel`` of its notifications with status ``sent``: email, SMS) and when the
 patient was last sent any message. Two statements: a count and the page.
 
 The window condition is also written as a lower bound on ``due_at`` (a window closes at most the longest
@@ -33,6 +34,8 @@ from needlecare.outcomes.filters import Filters, episode_conditions, practitione
 DEFAULT_EXPIRED_DAYS = 14
 MAX_LIMIT = 500
 WINDOW_MARGIN = timedelta(days=7)
+CHANNELS = ("email", "sms")
+"""The channels a follow-up message can go by, in the order the list names them."""
 """Added to the longest window of today's protocols when bounding ``due_at`` (windows of older versions)."""
 
 
@@ -63,6 +66,7 @@ class NonResponder:
     reminders_sent: int
     last_contact_at: datetime | None  # the latest message sent to the patient (any kind), if any
     phone: str | None = None  # the patient's phone on file, for the call the list asks for
+    channels_tried: tuple[str, ...] = ()  # channels of the contact's messages that went out: "email", "sms"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,12 @@ def page_stmt(
         .where(n.contact_id == c.id, n.sequence >= 1, n.status == NotificationStatus.SENT.value)
         .scalar_subquery()
     )
+    tried = {
+        channel: select(func.count())
+        .where(n.contact_id == c.id, n.channel == channel, n.status == NotificationStatus.SENT.value)
+        .scalar_subquery()
+        for channel in CHANNELS
+    }
     last_sent = (
         select(func.max(n.sent_at))
         .where(n.patient_id == c.patient_id, n.status == NotificationStatus.SENT.value)
@@ -163,6 +173,7 @@ def page_stmt(
             c.window_closes_at,
             c.sent_at,
             reminders.label("reminders"),
+            *(count.label(f"tried_{channel}") for channel, count in tried.items()),
             last_sent.label("last_sent"),
         )
         .select_from(
@@ -233,6 +244,7 @@ def list_nonresponders(
                     reminders_sent=int(row.reminders or 0),
                     last_contact_at=_latest(last_sent, row.sent_at),
                     phone=row.phone,
+                    channels_tried=tuple(ch for ch in CHANNELS if getattr(row, f"tried_{ch}")),
                 )
             )
     return NonResponderPage(rows=tuple(rows), total=total, limit=limit, offset=offset)

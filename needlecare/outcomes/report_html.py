@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from needlecare.core.rendering import environment
+from needlecare.outcomes.channels import GROUPS
 from needlecare.outcomes.definitions import ADVERSE_KINDS, ALL_RULES, PAIN
 from needlecare.outcomes.filters import Filters
 from needlecare.outcomes.headline import empty_chart_text, headline_text
@@ -291,6 +292,24 @@ def _injury_view(data: ReportData, injury: str, rows: Sequence[FigureRow], chart
         if recovery is not None
         else None
     )
+    channels = [
+        {
+            "label": step_label(step.step_id),
+            "rate": rate_of.get(step.step_id),
+            "answered": [cell("channels", step.step_id, "", m) for m in ("answered_online", "answered_sms")],
+            "groups": [
+                {
+                    "label": GROUPS.get(g.group, g.group),
+                    "cells": [
+                        cell("channels", step.step_id, g.group, m) for m in ("contacts", "answered", "response_rate")
+                    ],
+                }
+                for g in step.groups
+            ],
+        }
+        for step in data.channels
+        if step.injury == injury
+    ]
     svg = charts.trajectories.get(injury)
     return {
         "slug": injury,
@@ -298,6 +317,7 @@ def _injury_view(data: ReportData, injury: str, rows: Sequence[FigureRow], chart
         "chart": Markup(svg) if svg else None,
         "chart_note": charts.trajectory_notes.get(injury, ""),
         "follow_up": follow_up,
+        "channels": channels,
         "change_tables": change_tables,
         "trajectory": trajectory_rows,
         "adverse": adverse_view,

@@ -19,7 +19,7 @@ small count (1-10) or a larger one (so a hidden 0 counts as known), and all figu
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, is_dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from needlecare.outcomes.results import OutcomeReport, TrajectoryPoint
 from needlecare.outcomes.suppression import Figure, Reason
@@ -216,10 +216,12 @@ def seal(figure: Figure, kind: Kind) -> Figure:
 
 
 Report = tuple[OutcomeReport, tuple[TrajectoryPoint, ...]]
-Builder = Callable[[Report, ReportPolicy], Model]
+Root = TypeVar("Root", bound=tuple[Any, ...])
+"""A report's figures as a tuple whose parts the model's paths start from (:data:`Report`, or a longer tuple)."""
+Builder = Callable[[Root, ReportPolicy], Model]
 
 
-def withdraw(root: Report, model: Model, key: str) -> Report:
+def withdraw(root: Root, model: Model, key: str) -> Root:
     """Hide every figure that publishes ``key`` (its value where the value gives it back, else its printed n)."""
     result: Any = root
     for publisher in model.publishers.get(key, []):
@@ -228,7 +230,7 @@ def withdraw(root: Report, model: Model, key: str) -> Report:
     return result
 
 
-def protect(root: Report, policy: ReportPolicy, build: Builder) -> Report:
+def protect(root: Root, policy: ReportPolicy, build: Builder[Root]) -> Root:
     """Withdraw published cells until no hidden small count can be derived from the report (see the module doc).
 
     Nothing is done when the policy switches count suppression, complementary suppression or the hiding of

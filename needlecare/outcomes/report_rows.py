@@ -44,6 +44,7 @@ ADVERSE_LABELS = {
 }
 SECTION_TITLES = {
     "follow_up": "Follow-up and response",
+    "channels": "Response by channel",
     "pain_change": "Change in usual pain from baseline",
     "rom_change": "Change in range of motion from baseline",
     "trajectory": "Mean at each time point",
@@ -160,6 +161,24 @@ def _change_rows(
     return rows
 
 
+def _channel_rows(data: ReportData, injury: str, rates: dict[str, Figure]) -> list[FigureRow]:
+    """Section ``channels`` (``needlecare.outcomes.channels``): per time point, answered online and by SMS reply
+    (measure ""), then contacts, answered and response rate per channel group (measure = the group id)."""
+    rows: list[FigureRow] = []
+    for step in (s for s in data.channels if s.injury == injury):
+        rate = rates.get(step.step_id)
+        for metric, figure in (("answered_online", step.answered_online), ("answered_sms", step.answered_sms)):
+            rows.append(_row(data, injury, "channels", step.step_id, "", metric, "count", figure, rate, "count"))
+        for g in step.groups:
+            for metric, unit, figure, kind in (
+                ("contacts", "count", g.contacts, "count"),
+                ("answered", "count", g.answered, "count"),
+                ("response_rate", "%", g.response_rate, "share"),
+            ):
+                rows.append(_row(data, injury, "channels", step.step_id, g.group, metric, unit, figure, rate, kind))
+    return rows
+
+
 def figure_rows(data: ReportData) -> list[FigureRow]:
     """Every figure of the report, one row each, in report order (injury, then section, then time point)."""
     o = data.outcomes
@@ -181,6 +200,7 @@ def figure_rows(data: ReportData) -> list[FigureRow]:
                 ("patient_response_rate", "%", r.patient_response_rate, "share"),
             ):
                 rows.append(_row(data, injury, "follow_up", r.step_id, "", metric, unit, figure, rate, kind))
+        rows += _channel_rows(data, injury, {r.step_id: r.response_rate for r in step_rows})
         for r in step_rows:
             if r.pain is not None:
                 rows += _change_rows(data, injury, "pain_change", r.step_id, r.pain, r.response_rate)

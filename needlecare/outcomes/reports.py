@@ -25,10 +25,10 @@ from sqlmodel import Session, col, select
 from models import Clinic
 from models.base import utcnow
 from needlecare.core.catalogue import get_catalogue
+from needlecare.outcomes.channels import ChannelStep, channel_cells, compute_channels, withhold_hidden_totals
 from needlecare.outcomes.compute import compute_outcomes
 from needlecare.outcomes.definitions import MEASURE_RULES, PAIN
 from needlecare.outcomes.filters import Filters
-from needlecare.outcomes.report_cells import build_cells
 from needlecare.outcomes.report_protect import protect
 from needlecare.outcomes.results import OutcomeReport, TrajectoryPoint
 from needlecare.outcomes.trajectory import step_rates, trajectory
@@ -81,6 +81,7 @@ class ReportData:
     trajectory: tuple[TrajectoryPoint, ...]
     definitions: tuple[Definition, ...]
     sources: tuple[str, ...] = ()
+    channels: tuple[ChannelStep, ...] = ()  # response by channel per time point (needlecare.outcomes.channels)
 
     @property
     def injuries(self) -> list[str]:
@@ -175,8 +176,10 @@ def build_report(
     }
     outcomes = compute_outcomes(db, clinic_id, **kwargs)
     points = trajectory(db, clinic_id, **kwargs, rates=step_rates(outcomes))
+    channels = compute_channels(db, outcomes.filters, policy)
     # Hide what the printed figures would let anyone work out (needlecare.outcomes.report_protect).
-    outcomes, points = protect((outcomes, points), policy, build_cells)
+    outcomes, points, channels = protect((outcomes, points, channels), policy, channel_cells)
+    channels = withhold_hidden_totals(channels, outcomes.rows)
     measures = sorted({c.measure for r in outcomes.rows for c in r.rom} | {p.measure for p in points} - {PAIN})
     return ReportData(
         clinic_id=clinic.id,
@@ -189,6 +192,7 @@ def build_report(
         trajectory=points,
         definitions=definitions(policy, measures),
         sources=SOURCES,
+        channels=channels,
     )
 
 
@@ -226,6 +230,16 @@ def definitions(policy: ReportPolicy, measures: Iterable[str] = ()) -> tuple[Def
             "per episode. Each row's response rate stands beside its figures: figures rest only on those who "
             "answered.",
             "domain.md §5.1",
+        ),
+        Definition(
+            "Response by channel",
+            "For each time point's due contacts: the channels their messages went by (the first message and the "
+            "reminders recorded as sent: email only; email, then SMS; SMS only; SMS, then email; none sent) and "
+            "answered by SMS reply (the reply was the answer) or online (the survey page, reached from an email or "
+            "SMS link, or the answers API). Response rate per group = answered / contacts of the group, with a "
+            "Wilson 95 % interval. The groups are not comparable arms: a reminder goes only to someone who had not "
+            "answered yet.",
+            "domain.md §4.3",
         ),
         Definition(
             "Change from baseline",

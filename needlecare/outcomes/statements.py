@@ -14,7 +14,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CompoundSelect
 
-from needlecare.outcomes.aggregates import moments_stmt, summary_stmt
+from needlecare.outcomes.aggregates import histogram_stmt, moments_stmt, summary_stmt
 from needlecare.outcomes.definitions import (
     ADVERSE_KINDS,
     ALL_RULES,
@@ -152,7 +152,14 @@ def _answer_conditions(f: Filters) -> list[ColumnElement[bool]]:
     return [*episode_conditions(f), *practitioner_conditions(f, sr.session_id, sr.episode_id)]
 
 
-def changes_stmt(f: Filters) -> Select[Any]:
+CHANGE_KEYS = ("injury", "step_id", "measure")
+VALUES_ROW = "values"
+PATIENTS_ROW = "patients"
+
+
+def change_values(f: Filters) -> CompoundSelect:
+    """Every paired change of the cohort: injury, step_id, measure, x (follow-up minus baseline), responders (1
+    or 0) and patient_id; pain of the baseline's recall, and each ROM answer of the baseline's measure."""
     sr, e = RESPONSE.c, EPISODE.c
     where = _answer_conditions(f)
     pain = (
@@ -185,7 +192,26 @@ def changes_stmt(f: Filters) -> Select[Any]:
             sr.rom_measure == e.baseline_rom_measure,
         )
     )
-    return summary_stmt(union_all(pain, rom), ("injury", "step_id", "measure"), sums=("responders",))
+    return union_all(pain, rom)
+
+
+def changes_stmt(f: Filters) -> CompoundSelect:
+    """Per injury x step x measure, two kinds of rows (``kind``): ``values``, one per distinct change value ``x``
+    with ``count`` answers and how many are ``responders``; and one ``patients`` row with the distinct patients
+    (in ``count``; ``x`` and ``responders`` are NULL). No window function ranks the values (``aggregates``)."""
+    values = change_values(f)
+    counts = histogram_stmt(values, CHANGE_KEYS, sums=("responders",)).add_columns(
+        cast(literal(VALUES_ROW), String).label("kind")
+    )
+    v = values.subquery("p")
+    patients = select(
+        *(v.c[k] for k in CHANGE_KEYS),
+        cast(literal(None), Float).label("x"),
+        func.count(distinct(v.c.patient_id)).label("count"),
+        cast(literal(None), Integer).label("responders"),
+        cast(literal(PATIENTS_ROW), String).label("kind"),
+    ).group_by(*(v.c[k] for k in CHANGE_KEYS))
+    return union_all(counts, patients)
 
 
 def adverse_stmt(f: Filters) -> Select[Any]:

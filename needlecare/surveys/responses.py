@@ -12,6 +12,7 @@ and opens a case only for rules the partial's case does not already have (``need
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -43,7 +44,7 @@ SURVEY_ANSWERED = "needlecare.survey.answered"
 _EVENT_NAMESPACE = uuid.UUID("0f3b5b8e-2f4c-4d0a-9d7e-7a1d3c5e9b21")
 
 Reason = Literal["invalid", "expired", "answered", "closed"]
-Channel = Literal["web", "api"]
+Channel = Literal["web", "api", "sms"]  # sms: a reply by text message (needlecare.surveys.sms_inbound)
 _OPEN = (ContactStatus.PLANNED.value, ContactStatus.SENT.value)
 # Besides the red flags, what a partial answer keeps: the questions the escalation rules read, when valid on
 # their own. Not nprs_usual and groc15: outcome measures, read by the reports from every response row.
@@ -167,9 +168,13 @@ def record_answer(
     *,
     channel: Channel,
     now: datetime,
+    before_commit: Callable[["Answered"], None] | None = None,
 ) -> Answered:
     """Store the one answer for ``contact``, evaluate the escalation rules on it, and open a case and queue
     its alert when needed — all in one transaction — then emit ``needlecare.survey.answered``.
+
+    ``before_commit`` is called with the stored answer and its outcome inside that transaction, to store what
+    belongs with it (the text message an SMS answer came in and its reply); if it raises, nothing is stored.
 
     The contact is claimed with a conditional UPDATE (open status only), and ``survey_response.contact_id``
     is unique: of two concurrent submits exactly one is stored; the other gets ``SurveyUnavailable``.
@@ -214,6 +219,8 @@ def record_answer(
                 },
             )
         )
+        if before_commit is not None:
+            before_commit(Answered(response, outcome))
         db.commit()
     except IntegrityError:
         db.rollback()

@@ -19,6 +19,7 @@ from needlecare.web import (
     openapi,
     outbox,
     pages,
+    sms,
     surveys,
     undelivered,
     unsubscribe,
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(unsubscribe.router)
     app.include_router(surveys.router)
+    app.include_router(sms.router)
     app.include_router(auth.router)
     app.include_router(cases.router)
     app.include_router(undelivered.router)

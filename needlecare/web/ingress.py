@@ -71,7 +71,7 @@ def _handle(raw: bytes, signature: str | None, settings: Settings) -> tuple[int,
                 return 401, {"detail": _refusal(verdict, settings)}
             if verdict.scheme == "legacy":
                 note_legacy_signature(clinic.id)
-            body = ingest.validate(data)
+            body = ingest.validate(data, region=clinic.region)
         except ingest.InvalidSession as exc:
             return 422, {"detail": [p.as_dict() for p in exc.problems]}
         result = ingest.record_and_emit(db, body, actor=f"api:{clinic.id}")

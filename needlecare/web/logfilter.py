@@ -1,4 +1,5 @@
-"""Keep usable links out of every log: survey and unsubscribe tokens are redacted before any handler sees them.
+"""Keep usable links out of every log: survey and unsubscribe tokens, and the SMS webhook's ``?token=``, are
+redacted before any handler sees them.
 
 :func:`install` does it twice over, so that no route into a log file is missed:
 
@@ -23,6 +24,7 @@ _TOKEN_PATH = re.compile(r"(/(?:s|u|api/v1/surveys)/)[^/\s\"'<>?#]+")
 # unsubscribe token (patient id, a dot, 32 hex digits).
 _SURVEY_TOKEN = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 _UNSUBSCRIBE_TOKEN = re.compile(r"\b\d{1,12}\.[0-9a-f]{32}\b")
+_QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s\"'<>#]+")  # the SMS provider's webhook token (/api/v1/sms/inbound)
 REDACTED = "[token]"
 LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "needlecare")
 
@@ -32,6 +34,7 @@ _lock = threading.Lock()
 def redact(text: str) -> str:
     text = _TOKEN_PATH.sub(r"\1" + REDACTED, text)
     text = _SURVEY_TOKEN.sub(REDACTED, text)
+    text = _QUERY_TOKEN.sub(r"\1" + REDACTED, text)
     return _UNSUBSCRIBE_TOKEN.sub(REDACTED, text)
 
 

@@ -15,6 +15,7 @@ from models import ClinicCreate
 from needlecare.core import db as database
 from needlecare.dev.mailcapture import start_capture
 from needlecare.dev.readiness import SPEC, not_ready, probe_trigger
+from needlecare.dev.smsgateway import INBOUND_PATH, SmsGateway
 from needlecare.dev.stack import flows_command, spawn, wait_http, web_command
 from needlecare.intake.clinics import add_clinic
 from tests.conftest import CLINIC_SECRET, DB_KINDS, free_port
@@ -60,7 +61,8 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
             actor="test",
             secret=CLINIC_SECRET,
         )
-    smtp_port, web_port = free_port(), free_port()
+    smtp_port, web_port, sms_port = free_port(), free_port(), free_port()
+    sms_token = f"e2e-inbound-token-{sms_port}"
     env = base_env(prefect_server.home, prefect_server.api_url)
     env.update(
         {
@@ -73,9 +75,13 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
             "NEEDLECARE_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
             "NEEDLECARE_DISPATCH_INTERVAL_SECONDS": "5",
             "NEEDLECARE_DRAIN_LINGER_SECONDS": "5",
+            "NEEDLECARE_PATIENT_SMS_URL": f"json://127.0.0.1:{sms_port}/sms?:to={{to}}",
+            "NEEDLECARE_SMS_INBOUND_TOKEN": sms_token,
         }
     )
     capture = start_capture(root / "outbox", port=smtp_port)
+    inbound_url = f"http://127.0.0.1:{web_port}{INBOUND_PATH}"
+    gateway = SmsGateway(root / "sms", inbound_url=inbound_url, inbound_token=sms_token).start(port=sms_port)
     s = Stack(
         root=root,
         db_url=db_url,
@@ -83,6 +89,7 @@ def stack(request: pytest.FixtureRequest, prefect_server: PrefectServer) -> Iter
         web_url=f"http://127.0.0.1:{web_port}",
         mail_dir=root / "outbox",
         capture=capture,
+        sms_gateway=gateway,
     )
     try:
         s.children.append(

@@ -13,6 +13,7 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from needlecare.dev.mailcapture import CapturedMail, list_mail
+from needlecare.dev.smsgateway import RecordedSms, SmsGateway, list_sms
 from needlecare.dev.stack import Child, prefect_server_command, stop_all, wait_http
 
 BIN = Path(sys.executable).parent
@@ -78,9 +79,14 @@ class Stack:
     mail_dir: Path
     capture: Controller
     children: list[Child] = field(default_factory=list)
+    sms_gateway: SmsGateway | None = None  # the local SMS gateway the stack's SMS route points at
 
     def mails(self) -> list[CapturedMail]:
         return list_mail(self.mail_dir, limit=10_000)
+
+    def texts(self) -> list[RecordedSms]:
+        """Text messages the local SMS gateway accepted, newest first."""
+        return list_sms(self.sms_gateway.directory, limit=10_000) if self.sms_gateway else []
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``predicate`` until it holds. ``timeout`` is what a quiet machine needs; the deadline is that
@@ -99,3 +105,5 @@ class Stack:
     def stop(self) -> None:
         stop_all(self.children)
         self.capture.stop()
+        if self.sms_gateway is not None:
+            self.sms_gateway.stop()

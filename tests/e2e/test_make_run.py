@@ -38,6 +38,7 @@ def test_run_prints_a_working_command_and_stops_cleanly(tmp_path: Path) -> None:
         "NEEDLECARE_WEB_PORT": free_port(),
         "NEEDLECARE_PREFECT_PORT": free_port(),
         "NEEDLECARE_SMTP_CAPTURE_PORT": free_port(),
+        "NEEDLECARE_SMS_GATEWAY_PORT": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
     env.update({k: str(v) for k, v in ports.items()})
@@ -74,6 +75,19 @@ def test_run_prints_a_working_command_and_stops_cleanly(tmp_path: Path) -> None:
         [mail] = httpx.get(f"{web}/outbox.json", timeout=30).json()
         assert mail["to"] == ["sam@example.org"] and "Hi Sam" in mail["text"]
         assert "After your session" in httpx.get(f"{web}/outbox", timeout=30).text
+        # The printed reply command: the local SMS gateway posts the text with the development inbound token.
+        printed = re.search(r"^\s+(\.venv/bin/python -m needlecare\.dev\.smsgateway reply \S+ HELP)$", banner, re.M)
+        assert printed, banner
+        reply = shlex.split(printed.group(1))
+        reply[0] = str(BIN / "python")
+        texted = subprocess.run(reply, env=env, capture_output=True, text=True, timeout=60)
+        assert texted.returncode == 0 and '"status": "received"' in texted.stdout, texted.stdout + texted.stderr
+        deadline = time.monotonic() + 120  # the reply goes out on the next dispatch pass, to the local gateway
+        while not httpx.get(f"{web}/outbox/sms.json", timeout=30).json():
+            assert time.monotonic() < deadline, "no text message on /outbox"
+            time.sleep(0.5)
+        [text] = httpx.get(f"{web}/outbox/sms.json", timeout=30).json()
+        assert text["to"] == "+15551234567" and "Reply STOP to stop." in text["text"]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)

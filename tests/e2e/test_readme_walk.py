@@ -96,6 +96,7 @@ def test_the_readme_first_screen_as_written(tmp_path: Path) -> None:
     commands = [c for c in first_screen_commands() if c not in NOT_RUN]
     ports = {"NEEDLECARE_WEB_PORT": free_port(), "NEEDLECARE_PREFECT_PORT": free_port()}
     ports["NEEDLECARE_SMTP_CAPTURE_PORT"] = free_port()
+    ports["NEEDLECARE_SMS_GATEWAY_PORT"] = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECARE_", "PREFECT_"))}
     env.update({k: str(v) for k, v in ports.items()})
     web = f"http://127.0.0.1:{ports['NEEDLECARE_WEB_PORT']}"

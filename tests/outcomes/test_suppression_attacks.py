@@ -173,6 +173,16 @@ def read_json(attacker: Attacker, document: dict[str, Any]) -> None:
 
 def read_row(attacker: Attacker, slug: str, section: str, r: dict[str, Any], by: dict[Any, Any]) -> None:
     step, measure, metric = r["step"], r["measure"], r["metric"]
+    if section == "channels":  # measure: "" for the time point's online / SMS split, else the channel group
+        group: Key = (slug, "channels", step, measure)
+        if r["unit"] == "count":
+            attacker.display((*group, metric), r["display"] if r["value"] is None else str(r["value"]))
+        elif metric == "response_rate":
+            if r["n"] is not None:
+                attacker.exact((*group, "contacts"), r["n"])
+            if r["value"] is not None:
+                attacker.share((*group, "answered"), (*group, "contacts"), r["value"], r["ci_low"], r["ci_high"])
+        return
     if section in ("pain_change", "rom_change"):
         base = (slug, "change", step, measure)
         n_key = (*base, "n_paired")
@@ -311,6 +321,26 @@ def read_injury_page(attacker: Attacker, slug: str, page: str) -> None:
             printed_n(attacker, (*scope, metric), f)
 
 
+def read_channels(attacker: Attacker, page: str) -> None:
+    """The dashboard's "Response by channel" table (templates/web/_dashboard_channels.html.j2)."""
+    for slug, step, row in re.findall(
+        r'<tr role="row" data-injury="([^"]+)" data-step="([^"]+)">(.*?)</tr>', page, re.S
+    ):
+        cells = dict(re.findall(r'data-figure="([^"]+)">(.*?)</td>', row, re.S))
+        for name, metric in (("answered-online", "answered_online"), ("answered-sms", "answered_sms")):
+            for f in figs(cells.get(name, "")):
+                attacker.display((slug, "channels", step, "", metric), html_lib.unescape(f["v"]))
+                printed_n(attacker, (slug, "channels", step, "", metric), f)
+        for group, item in re.findall(r'<li data-group="([^"]+)">(.*?)</li>', cells.get("channel-groups", ""), re.S):
+            key: Key = (slug, "channels", step, group)
+            for f in figs(item):
+                printed_n(attacker, (*key, "contacts"), f)
+            counts = re.search(r"contacts ([^,]+), answered ([^<]+)</span>", item)
+            assert counts is not None, item
+            attacker.display((*key, "contacts"), html_lib.unescape(counts[1]))
+            attacker.display((*key, "answered"), html_lib.unescape(counts[2]))
+
+
 def read_overview(attacker: Attacker, step: str, page: str, *, headline: bool = True) -> None:
     for slug, row in re.findall(r'<tr role="row" data-injury="([^"]+)">(.*?)</tr>', page, re.S):
         cells = dict(re.findall(r'data-figure="([^"]+)">(.*?)</td>', row, re.S))
@@ -379,6 +409,13 @@ def relations(attacker: Attacker, data: reports.ReportData) -> None:
         s = (rec.injury, "recovery")
         attacker.relate((*s, "episodes_due"), (*s, "episodes_followed"), (*s, "not_followed"))
         attacker.relate((*s, "episodes_followed"), (*s, "events"), (*s, "censored"))
+    for ch in data.channels:
+        s, c = (ch.injury, "follow_up", ch.step_id), (ch.injury, "channels", ch.step_id)
+        attacker.relate((*s, "contacts_answered"), (*c, "", "answered_online"), (*c, "", "answered_sms"))
+        attacker.relate((*s, "contacts_due"), *((*c, g.group, "contacts") for g in ch.groups))
+        attacker.relate((*s, "contacts_answered"), *((*c, g.group, "answered") for g in ch.groups))
+        for g in ch.groups:
+            attacker.relate((*c, g.group, "contacts"), (*c, g.group, "answered"), (*c, g.group, "not_answered"))
 
 
 def truth(data: reports.ReportData) -> dict[Key, int]:
@@ -423,6 +460,12 @@ def truth(data: reports.ReportData) -> dict[Key, int]:
         t[(*s, "episodes_due")], t[(*s, "episodes_followed")] = raw_r.episodes_due, raw_r.episodes_followed
         t[(*s, "not_followed")] = raw_r.episodes_due - raw_r.episodes_followed
         t[(*s, "events")], t[(*s, "censored")] = raw_r.km.total_events, raw_r.episodes_followed - raw_r.km.total_events
+    for ch in data.channels:
+        c = (ch.injury, "channels", ch.step_id)
+        t[(*c, "", "answered_online")], t[(*c, "", "answered_sms")] = ch.raw.answered_online, ch.raw.answered_sms
+        for g in ch.groups:
+            t[(*c, g.group, "contacts")], t[(*c, g.group, "answered")] = g.raw.contacts, g.raw.answered
+            t[(*c, g.group, "not_answered")] = g.raw.contacts - g.raw.answered
     return t
 
 
@@ -507,10 +550,12 @@ def attack(
         page = client.get("/dashboard", params={**query, "step": step})
         assert page.status_code == 200, page.text
         read_overview(attacker, step, page.text, headline=injury is None)
+        read_channels(attacker, page.text)
     for slug in data.injuries:
         page = client.get(f"/dashboard/injury/{slug}", params={k: v for k, v in query.items() if k != "injury"})
         assert page.status_code == 200, page.text
         read_injury_page(attacker, slug, page.text)
+        read_channels(attacker, page.text)
     return derived_small(attacker, data)
 
 

@@ -10,6 +10,10 @@ wrong can only make a branch look unreachable, never make it pass. Context the c
 the session, regions, baseline, bone-stress risk class, history) is limited to what the contract and the
 step's window and place in the schedule allow; one witness per branch is then replayed through a stored
 session and ``escalation.inputs_for`` on the database.
+
+A reply by text message is a question the patient is asked too: a step with ``sms_reply_questions`` is also
+searched as those questions alone, validated as an SMS answer (``validate_sms_reply``: a warning sign is
+``warning_sign_by_text``).
 """
 
 import itertools
@@ -25,7 +29,7 @@ from models import Clinic, SessionCompleted
 from needlecare.core.catalogue import get_catalogue
 from needlecare.followup.protocol_schema import Protocol, Step
 from needlecare.followup.protocols import get_protocol
-from needlecare.followup.questions import InvalidAnswers, SurveyAnswers, validate_answers
+from needlecare.followup.questions import InvalidAnswers, SurveyAnswers, validate_answers, validate_sms_reply
 from needlecare.safety import escalation
 from needlecare.safety.rules.conditions import AllOf, AnyOf, Predicate, holds
 from needlecare.safety.rules.evaluation import EvaluationInput, evaluate
@@ -87,6 +91,7 @@ class Witness:
     step: Step
     data: dict[str, Any] | None  # None: the check was missed (no answers)
     context: dict[str, Any]
+    by_text: bool = False  # answered by text message: the step's sms_reply_questions only
 
 
 def dnf(condition: Predicate | AllOf | AnyOf) -> list[Conj]:
@@ -220,17 +225,20 @@ def _pain_pairs(conj: Conj, step: Step) -> list[tuple[int | None, int | None]]:
     return [(b, u) for b in range(11) for u in range(11)]
 
 
-def _validated(data: dict[str, Any], protocol: Protocol, step: Step) -> SurveyAnswers | None:
-    full = {q: NEUTRAL[q] for q in step.questions if q in NEUTRAL} | data
+def _validated(data: dict[str, Any], protocol: Protocol, step: Step, by_text: bool = False) -> SurveyAnswers | None:
+    asked = step.sms_reply_questions if by_text else step.questions
+    full = {q: NEUTRAL[q] for q in asked if q in NEUTRAL} | data
     if "redflags" in data:
         full["redflags"] = data["redflags"]
     try:
+        if by_text:
+            return validate_sms_reply(full, protocol=protocol, step=step, regions_needled=["calf"])
         return validate_answers(full, protocol=protocol, step=step, regions_needled=["calf"])
     except InvalidAnswers:
         return None
 
 
-def find_witness(branch: Branch, protocol: Protocol, step: Step) -> Witness | None:
+def find_witness(branch: Branch, protocol: Protocol, step: Step, by_text: bool = False) -> Witness | None:
     conj = branch.conj
     vars_ = {leaf.var for leaf in conj}
     if "missed_after_reminder" in vars_:  # an unanswered safety check after its reminder: no answers at all
@@ -242,19 +250,21 @@ def find_witness(branch: Branch, protocol: Protocol, step: Step) -> Witness | No
         return None
     answer_leaves = [leaf for leaf in conj if leaf.var not in CONTEXT and leaf.var not in PAIN]
     choices = [_answer_fragments(leaf) for leaf in answer_leaves]
+    asked = step.sms_reply_questions if by_text else step.questions
     for fragments in itertools.product(*choices):
         data = _merge(fragments)
-        if data is None or not set(data) <= set(step.questions):
+        if data is None or not set(data) <= set(asked):
             continue
-        for baseline, usual in _pain_pairs(conj, step):
+        for baseline, usual in _pain_pairs(conj, step.model_copy(update={"questions": asked})):
             trial = data | ({"nprs_usual": usual} if usual is not None else {})
-            answers = _validated(trial, protocol, step)
+            answers = _validated(trial, protocol, step, by_text)
             if answers is None:
                 continue
             for context in _context_options(protocol, step, conj):
                 inp = EvaluationInput.from_answers(answers, **context, baseline_nprs=baseline)
                 if _fires(branch, inp):
-                    return Witness(branch, protocol.injury, step, trial, context | {"baseline_nprs": baseline})
+                    context_used = context | {"baseline_nprs": baseline}
+                    return Witness(branch, protocol.injury, step, trial, context_used, by_text)
     return None
 
 
@@ -268,8 +278,10 @@ def search() -> dict[str, list[Witness]]:
     for branch in branches():
         found.setdefault(branch.name, [])
         for protocol in protocols():
-            for step in protocol.steps:
-                witness = find_witness(branch, protocol, step)
+            asked = [(step, False) for step in protocol.steps]
+            asked += [(step, True) for step in protocol.steps if step.sms_reply_questions]  # a reply by text
+            for step, by_text in asked:
+                witness = find_witness(branch, protocol, step, by_text)
                 if witness is not None:
                     found[branch.name].append(witness)
                     break
@@ -364,11 +376,20 @@ def test_witnesses_fire_through_a_stored_session_and_inputs_for(
         session = make_session(db, n, **overrides)
         contact = make_contact(db, session, witness.step.id)
         protocol = get_protocol(witness.protocol)
-        answers = _validated(data, protocol, witness.step)
+        answers = _validated(data, protocol, witness.step, witness.by_text)
         assert answers is not None, name
         at = session.completed_at + timedelta(hours=hours)
         inp = escalation.inputs_for(db, contact, at, answers)
         assert _fires(witness.branch, inp), (name, inp.variables())
         replayed.add(name)
-    assert {"R4 when[1]", "R6 upgrade[0]", "R6 upgrade[1]", "R14 when[1]"} <= replayed
+    assert {"R4 when[1]", "R6 upgrade[0]", "R6 upgrade[1]", "R14 when[1]", "L2 when"} <= replayed
     assert len(replayed) >= 20, sorted(replayed)
+
+
+def test_a_warning_sign_by_text_is_reached_only_by_a_text_reply(witnesses: dict[str, list[Witness]]) -> None:
+    """L2 fires from the 24-hour check's reply by text, in every protocol that lets that check be answered so; the
+    web checklist does not offer its item."""
+    found = witnesses["L2 when"]
+    assert found and all(w.by_text and w.step.id == "check_24h" for w in found), found
+    texted = {p.injury for p in protocols() if any(s.sms_reply_questions for s in p.steps)}
+    assert {w.protocol for w in found} == texted

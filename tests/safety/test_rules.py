@@ -63,6 +63,9 @@ CASES: list[tuple[str, str, dict[str, Any], Tier | None]] = [
     ("L1", "palpitations alone", {"redflags": ["palpitations"]}, "SAME_DAY"),
     ("L1", "fall injury alone", {"redflags": ["injury_from_fall"]}, "SAME_DAY"),
     ("L1", "fainted alone is R4's", {"redflags": ["fainted_after_leaving"]}, None),
+    # L2 (local): a warning sign replied by text, not said which
+    ("L2", "warning sign by text", {"redflags": ["warning_sign_by_text"]}, "EMERGENCY"),
+    ("L2", "a named sign is the named rule's", {"redflags": ["pus"]}, None),
     ("R4", "felt faint in the session only", {"fainted": True}, None),
     # R5 infection
     ("R5", "pus", {"redflags": ["pus"]}, "SAME_DAY"),
@@ -177,7 +180,7 @@ def test_rule(rule: str, inputs: dict[str, Any], expected: Tier | None) -> None:
 
 def test_every_rule_has_a_firing_case_and_a_near_miss() -> None:
     ids = [rule.id for rule in get_rules().rules]
-    assert ids == [*(f"R{n}" for n in range(1, 18)), "L1"]
+    assert ids == [*(f"R{n}" for n in range(1, 18)), "L1", "L2"]
     for rule_id in ids:
         assert any(c[0] == rule_id and c[3] is not None for c in CASES), rule_id
         assert any(c[0] == rule_id and c[3] is None for c in CASES), rule_id

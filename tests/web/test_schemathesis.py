@@ -19,11 +19,13 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from pydantic import SecretStr
 from schemathesis import GenerationMode
 from sqlmodel import Session, SQLModel, func, select
 
 from models import AuditEvent, Clinic, Contact, Patient, Practitioner, SurveyResponse, TreatmentSession
 from models.base import utcnow
+from models.sms import SmsInbound
 from needlecare.core.settings import Settings
 from needlecare.core.signing import SIGNATURE_HEADER, sign
 from needlecare.core.tokens import make_token
@@ -33,6 +35,8 @@ from tests.conftest import CLINIC_SECRET
 from tests.records import make_contact, make_session
 
 WEBHOOK = "/api/v1/events/session-completed"
+SMS_INBOUND = "/api/v1/sms/inbound"
+SMS_TOKEN = "schemathesis-inbound-token-0123456789"
 MAX_EXAMPLES = 20
 DEADLINE = timedelta(seconds=10)
 PATIENT_TABLES: tuple[type[SQLModel], ...] = (
@@ -42,18 +46,24 @@ PATIENT_TABLES: tuple[type[SQLModel], ...] = (
     Contact,
     SurveyResponse,
     AuditEvent,
+    SmsInbound,
 )
 STORING = {
     f"POST {WEBHOOK}",
     "POST /api/v1/surveys/{token}/answers",
     "POST /s/{token}",
     "POST /u/{token}",
+    f"POST {SMS_INBOUND}",
 }
 
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
-    """Webhook bodies: the test clinic's id, serialised once, signed over exactly the bytes sent."""
+    """Webhook bodies: the test clinic's id, serialised once, signed over exactly the bytes sent. Inbound SMS posts:
+    the inbound token, so bodies get past it to the parser and the database."""
+    if case.operation is not None and case.operation.path == SMS_INBOUND:
+        case.headers = {**(case.headers or {}), "X-Needlecare-Token": SMS_TOKEN}
+        return
     if case.operation is None or case.operation.path != WEBHOOK or case.method.upper() != "POST":
         return
     body = case.body
@@ -71,7 +81,7 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
 @pytest.fixture
 def app_settings(settings: Settings) -> Settings:
     limits_off = {"rate_limits": False} if "rate_limits" in Settings.model_fields else {}
-    return settings.model_copy(update=limits_off)
+    return settings.model_copy(update={**limits_off, "sms_inbound_token": SecretStr(SMS_TOKEN)})
 
 
 def _counts(db: Session) -> dict[str, int]:
@@ -169,8 +179,15 @@ def test_every_operation_of_the_schema_survives_fuzzing(schema: Any, db: Session
             forged = st.tuples(operation.as_strategy(), _forged_links(app_settings, kind)).map(_with_token)
             _run(operation, forged, db, seen)
     assert f"POST {WEBHOOK}" in labels and "POST /s/{token}" in labels and "POST /login" in labels
+    assert f"POST {SMS_INBOUND}" in labels
     # Only operations whose every input is a plain string (or that take none) have nothing to break.
-    with_body = {f"POST {WEBHOOK}", "POST /api/v1/surveys/{token}/answers", "POST /s/{token}", "POST /login"}
+    with_body = {
+        f"POST {WEBHOOK}",
+        "POST /api/v1/surveys/{token}/answers",
+        "POST /s/{token}",
+        "POST /login",
+        f"POST {SMS_INBOUND}",
+    }
     assert not with_body & set(unbreakable), unbreakable
     assert not any(code >= 500 for code in seen)
     assert any(200 <= code < 300 for code in seen) and any(400 <= code < 500 for code in seen), seen

@@ -6,7 +6,7 @@ from typing import Literal
 
 from models.survey import PainRecall
 from needlecare.core.catalogue import get_catalogue
-from needlecare.followup.questions import BRUISE_OPTIONS, REDFLAGS
+from needlecare.followup.questions import BRUISE_OPTIONS, BY_TEXT, REDFLAGS
 
 Tier = Literal["EMERGENCY", "SAME_DAY", "NEXT_BD", "INFO"]
 TIERS: tuple[Tier, ...] = ("EMERGENCY", "SAME_DAY", "NEXT_BD", "INFO")  # most urgent first
@@ -54,7 +54,7 @@ def known_values() -> dict[str, frozenset[str]]:
     """Values a text or list variable can take, where they are fixed (checked when the file loads)."""
     catalogue = get_catalogue()
     return {
-        "redflags": frozenset(REDFLAGS),
+        "redflags": frozenset(REDFLAGS) | {BY_TEXT},  # BY_TEXT: a warning sign replied by text, not said which
         "regions_needled": frozenset(catalogue.regions),
         "injury_slug": frozenset(catalogue.injuries),
         "bruise": frozenset(BRUISE_OPTIONS),
