@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from needlecare.cli.clinic_sms import clinic_sms
 from needlecare.cli.dashboard import dashboard_app
 from needlecare.cli.demo import demo
 from needlecare.cli.export import export_app
@@ -37,6 +38,7 @@ app.add_typer(protocols_app, name="protocols")
 app.add_typer(staff_app, name="staff")
 app.add_typer(export_app, name="export")
 app.add_typer(dashboard_app, name="dashboard")
+clinic_app.command("sms")(clinic_sms)
 app.command("demo")(demo)
 app.command("report")(report)
 
@@ -73,6 +75,9 @@ def clinic_add(
     email: Annotated[str, typer.Option(help="The clinic's contact email, shown to patients")],
     phone: Annotated[str | None, typer.Option(help="The clinic's phone number, shown to patients")] = None,
     timezone: Annotated[str, typer.Option(help="IANA time zone of the clinic")] = "UTC",
+    region: Annotated[
+        str | None, typer.Option(help="Two-letter country code used to read local phone numbers, e.g. GB")
+    ] = None,
 ) -> None:
     """Register a clinic and print its webhook secret (shown once: store it in the clinic's system)."""
     from pydantic import ValidationError
@@ -82,7 +87,14 @@ def clinic_add(
 
     try:
         data = ClinicCreate.model_validate(
-            {"id": clinic_id, "name": name, "email": email, "phone": phone, "timezone": timezone}
+            {
+                "id": clinic_id,
+                "name": name,
+                "email": email,
+                "phone": phone,
+                "timezone": timezone,
+                "region": region.strip().upper() if region else None,
+            }
         )
     except ValidationError as exc:
         _fail(

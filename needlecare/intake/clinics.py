@@ -131,3 +131,39 @@ def note_legacy_signature(clinic_id: str) -> bool:
         clinic_id,
     )
     return True
+
+
+def set_sms_route(
+    db: Session, clinic_id: str, *, region: str | None, sms_url: str | None, clear_url: bool, actor: str
+) -> Clinic:
+    """Store a clinic's phone region and/or its own SMS route (the URL holds credentials: the audit row says
+    only that it changed). ``region`` or ``sms_url`` None leaves that value as it is; ``clear_url`` removes the
+    clinic's route, so the installation's NEEDLECARE_PATIENT_SMS_URL is used again."""
+    clinic = db.get(Clinic, clinic_id)
+    if clinic is None:
+        raise LookupError(f"no clinic '{clinic_id}'")
+    changed: list[str] = []
+    if region is not None:
+        ClinicCreate.model_validate(
+            {**clinic.model_dump(include={"id", "name", "email", "timezone"}), "region": region}
+        )
+        clinic.region = region
+        changed.append("region")
+    if clear_url:
+        clinic.sms_url = None
+        changed.append("sms_url cleared")
+    elif sms_url is not None:
+        clinic.sms_url = sms_url
+        changed.append("sms_url")
+    db.add(clinic)
+    db.add(
+        AuditEvent(
+            actor=actor,
+            action="clinic.sms_configured",
+            entity="clinic",
+            entity_id=clinic_id,
+            detail={"changed": changed},
+        )
+    )
+    db.commit()
+    return clinic
