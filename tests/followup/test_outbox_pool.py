@@ -70,6 +70,12 @@ def _record(db: Session, n: int) -> None:
     ingest.record(db, ingest.validate(event_body(n)), actor="test")
 
 
+def _pointed_at(settings: Settings, port: int, **update: object) -> Settings:
+    """``settings`` sending patient mail to the counting SMTP server on ``port``, with ``update`` applied."""
+    url = f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example"
+    return settings.model_copy(update={"patient_email_url": url, **update})
+
+
 def _notes(db: Session) -> list[Notification]:
     db.expire_all()
     return list(db.exec(select(Notification).order_by(col(Notification.id))).all())
@@ -80,13 +86,7 @@ def test_a_pass_sends_a_burst_on_its_pool_each_message_once_over_few_connections
 ) -> None:
     handler, port = counting
     handler.delay = 0.05  # long enough for senders' conversations to overlap at the server
-    settings = settings.model_copy(
-        update={
-            "patient_email_url": f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example",
-            "sender_concurrency": 4,
-            "claim_batch": 5,
-        }
-    )
+    settings = _pointed_at(settings, port, sender_concurrency=4, claim_batch=5)
     for n in range(1, 41):
         _record(db, n)
     result = outbox.run_pass(db, now=utcnow(), settings=settings)
@@ -107,13 +107,7 @@ def test_two_pooled_passes_at_once_never_send_the_same_notice(
 ) -> None:
     handler, port = counting
     handler.delay = 0.02
-    settings = settings.model_copy(
-        update={
-            "patient_email_url": f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example",
-            "sender_concurrency": 3,
-            "claim_batch": 4,
-        }
-    )
+    settings = _pointed_at(settings, port, sender_concurrency=3, claim_batch=4)
     for n in range(1, 31):
         _record(db, n)
     errors: list[BaseException] = []
@@ -142,13 +136,7 @@ def test_a_route_never_gets_more_messages_at_once_than_its_limit(
 ) -> None:
     handler, port = counting
     handler.delay = 0.1
-    settings = settings.model_copy(
-        update={
-            "patient_email_url": f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example",
-            "sender_concurrency": 8,
-            "route_concurrency": {"127.0.0.1": 2},
-        }
-    )
+    settings = _pointed_at(settings, port, sender_concurrency=8, route_concurrency={"127.0.0.1": 2})
     for n in range(1, 17):
         _record(db, n)
     result = outbox.run_pass(db, now=utcnow(), settings=settings)
@@ -160,13 +148,7 @@ def test_without_reuse_every_message_opens_its_own_connection(
     db: Session, clinic: Clinic, settings: Settings, counting: tuple[_Counting, int]
 ) -> None:
     handler, port = counting
-    settings = settings.model_copy(
-        update={
-            "patient_email_url": f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example",
-            "sender_concurrency": 1,
-            "smtp_reuse_messages": 0,
-        }
-    )
+    settings = _pointed_at(settings, port, sender_concurrency=1, smtp_reuse_messages=0)
     for n in range(1, 7):
         _record(db, n)
     assert outbox.run_pass(db, now=utcnow(), settings=settings).sent == 6
@@ -257,12 +239,7 @@ def test_a_warm_consumer_sends_what_arrives_while_it_polls(
     db: Session, clinic: Clinic, settings: Settings, counting: tuple[_Counting, int]
 ) -> None:
     handler, port = counting
-    settings = settings.model_copy(
-        update={
-            "patient_email_url": f"mailto://127.0.0.1:{port}?mode=insecure&from=care@clinic.example",
-            "drain_poll_seconds": 0.1,
-        }
-    )
+    settings = _pointed_at(settings, port, drain_poll_seconds=0.1)
     totals: dict[str, int] = {}
     progress: list[dict[str, int]] = []
     consumer = threading.Thread(
