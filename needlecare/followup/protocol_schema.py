@@ -127,12 +127,7 @@ class Step(BaseModel):
     @field_validator("questions")
     @classmethod
     def _known_questions(cls, value: list[str]) -> list[str]:
-        for index, question in enumerate(value):
-            if question not in QUESTION_IDS:
-                raise ValueError(f"[{index}]: '{question}' is not a question id; allowed: {allowed(QUESTION_IDS)}")
-            if question in value[:index]:
-                raise ValueError(f"[{index}]: '{question}' is listed twice")
-        return value
+        return _known_once(value, QUESTION_IDS, "a question id")
 
     @field_validator("safety")
     @classmethod
@@ -171,12 +166,7 @@ class Step(BaseModel):
             raise ValueError(
                 f"must list at least one channel, in order of preference; allowed: {allowed(set(CHANNELS))}"
             )
-        for index, channel in enumerate(value):
-            if channel not in CHANNELS:
-                raise ValueError(f"[{index}]: '{channel}' is not a channel; allowed: {allowed(set(CHANNELS))}")
-            if channel in value[:index]:
-                raise ValueError(f"[{index}]: '{channel}' is listed twice")
-        return value
+        return _known_once(value, set(CHANNELS), "a channel")
 
     @field_validator("sms_reply_questions")
     @classmethod
@@ -232,3 +222,13 @@ class Protocol(BaseModel):
         raise KeyError(
             f"protocol '{self.injury}' has no step '{step_id}'; its steps: {', '.join(s.id for s in self.steps)}"
         )
+
+
+def _known_once(value: list[str], known: "set[str] | frozenset[str]", what: str) -> list[str]:
+    """``value`` when every item is in ``known`` and none is listed twice; else the first problem, by index."""
+    for index, item in enumerate(value):
+        if item not in known:
+            raise ValueError(f"[{index}]: '{item}' is not {what}; allowed: {allowed(known)}")
+        if item in value[:index]:
+            raise ValueError(f"[{index}]: '{item}' is listed twice")
+    return value
