@@ -10,7 +10,6 @@ record the message sent, with no second copy.
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from models import Clinic, Notification
@@ -31,6 +28,7 @@ from needlecare.dev.mailcapture import _Handler, list_mail
 from needlecare.followup import outbox, planning
 from needlecare.intake import ingest
 from tests.factories import event_body
+from tests.followup.rowlock import OutcomeLock
 from tests.followup.test_delivery_faults import _serve
 
 pytestmark = pytest.mark.faults
@@ -54,22 +52,12 @@ class _LocksTheOutcomeAfterData(_Handler):
 
     def __init__(self, directory: Path, database_url: str, notification_id: int) -> None:
         super().__init__(directory)
-        self.url, self.notification_id = make_url(database_url), notification_id
-        self.holder: Any = None
+        self.lock = OutcomeLock(database_url, notification_id)
         self.quit_seen = threading.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         answer = await super().handle_DATA(server, session, envelope)
-        if self.holder is not None:  # only the first message: a second copy is simply kept and counted
-            return answer
-        if self.url.get_backend_name() == "sqlite":
-            self.holder = sqlite3.connect(str(self.url.database), isolation_level=None, check_same_thread=False)
-            self.holder.execute("BEGIN IMMEDIATE")
-        else:
-            self.holder = create_engine(self.url).connect()
-            self.holder.execute(
-                text("SELECT id FROM notification WHERE id = :id FOR UPDATE"), {"id": self.notification_id}
-            )
+        self.lock.take()  # only on the first message: a second copy is simply kept and counted
         return answer
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
@@ -77,12 +65,7 @@ class _LocksTheOutcomeAfterData(_Handler):
         return "221 Bye"
 
     def release(self) -> None:
-        if self.holder:
-            self.holder.rollback()
-            self.holder.close()
-            if not isinstance(self.holder, sqlite3.Connection):
-                self.holder.engine.dispose()
-            self.holder = False
+        self.lock.release()
 
 
 def test_a_sender_killed_before_its_commit_is_not_followed_by_a_second_copy(

@@ -5,7 +5,6 @@ real database, a real killed process)."""
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,8 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from models import Clinic, Contact, Notification
@@ -27,6 +24,7 @@ from needlecare.followup.sms import send_sms, sms_url
 from needlecare.followup.undelivered import list_undelivered
 from tests.conftest import free_port
 from tests.factories import PATIENT_PHONE
+from tests.followup.rowlock import OutcomeLock
 from tests.followup.test_sms_channel import SMS_ONLY, Gateway, record, start_gateway
 
 SENDER = """
@@ -148,32 +146,13 @@ def test_a_provider_that_never_answers_is_retried_as_ambiguous(
     assert row is not None and (row.status, row.ambiguous_attempts) == ("retry", 1)
 
 
-class _LockAfterAccepting:
-    """On the text's POST: take the lock the sender's outcome write needs, then let the 200 go."""
+class _LockAfterAccepting(OutcomeLock):
+    """On the text's POST: take the lock the sender's outcome write needs, then let the 200 go.
 
-    def __init__(self, database_url: str, notification_id: int) -> None:
-        self.url, self.notification_id = make_url(database_url), notification_id
-        self.holder: Any = None
+    A second copy is simply recorded and counted."""
 
     def __call__(self, post: dict[str, Any]) -> None:
-        if self.holder is not None:
-            return  # a second copy is simply recorded and counted
-        if self.url.get_backend_name() == "sqlite":
-            self.holder = sqlite3.connect(str(self.url.database), isolation_level=None, check_same_thread=False)
-            self.holder.execute("BEGIN IMMEDIATE")
-        else:
-            self.holder = create_engine(self.url).connect()
-            self.holder.execute(
-                text("SELECT id FROM notification WHERE id = :id FOR UPDATE"), {"id": self.notification_id}
-            )
-
-    def release(self) -> None:
-        if self.holder:
-            self.holder.rollback()
-            self.holder.close()
-            if not isinstance(self.holder, sqlite3.Connection):
-                self.holder.engine.dispose()
-            self.holder = False
+        self.take()
 
 
 @pytest.mark.faults
