@@ -1,5 +1,6 @@
 """The real stack for end-to-end tests: Prefect server, served flows, web app, SMTP sink."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
+from models.base import utcnow
+from needlecare.core.signing import sign
 from needlecare.dev.mailcapture import CapturedMail, list_mail
 from needlecare.dev.smsgateway import RecordedSms, SmsGateway, list_sms
 from needlecare.dev.stack import Child, prefect_server_command, stop_all, wait_http
@@ -107,3 +110,22 @@ class Stack:
         self.capture.stop()
         if self.sms_gateway is not None:
             self.sms_gateway.stop()
+
+
+def zone_at_local_hour(hour: int) -> str:
+    """A fixed-offset zone where it is about ``hour``:00 now (Etc/GMT names carry POSIX signs)."""
+    offset = (hour - utcnow().hour + 12) % 24 - 12  # -12..+11
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def post_session(stack: "Stack", body: dict[str, Any], secret: str) -> int:
+    """POST a signed session-completed event to the stack's web app; returns the stored session's id."""
+    raw = json.dumps(body).encode()
+    response = httpx.post(
+        stack.web_url + "/api/v1/events/session-completed",
+        content=raw,
+        headers={"Content-Type": "application/json", "X-Needlecare-Signature": sign(raw, secret)},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return int(response.json()["session_id"])

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlmodel import Session, select
@@ -20,13 +19,12 @@ from sqlmodel import Session, select
 from models import Clinic, EscalationCase
 from models.base import utcnow
 from needlecare.core import db as database
-from needlecare.core.signing import sign
 from needlecare.safety.advice import EMERGENCY_TITLE
 from needlecare.safety.clinic_config import parse_config, to_stored
 from needlecare.staff import auth
 from tests.conftest import CLINIC_SECRET
 from tests.e2e.browser import PHONE, launch_chromium, screenshot, survey_link
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, post_session, zone_at_local_hour
 from tests.factories import event_body
 from tests.webhook import Webhook, webhook
 
@@ -66,8 +64,7 @@ def routed(stack: Stack, hook: Webhook) -> Stack:
 
 def daytime_zone() -> str:
     """A fixed-offset zone where it is early afternoon now, so quiet hours never hold the check-in back."""
-    offset = (13 - utcnow().hour + 12) % 24 - 12  # -12..+11
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs
+    return zone_at_local_hour(13)
 
 
 def _session(stack: Stack, n: int, email: str) -> None:
@@ -77,14 +74,7 @@ def _session(stack: Stack, n: int, email: str) -> None:
         patient__email=email,
         patient__timezone=daytime_zone(),
     )
-    raw = json.dumps(body).encode()
-    response = httpx.post(
-        stack.web_url + "/api/v1/events/session-completed",
-        content=raw,
-        headers={"Content-Type": "application/json", "X-Needlecare-Signature": sign(raw, CLINIC_SECRET)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
+    post_session(stack, body, CLINIC_SECRET)
 
 
 def _answer_in_browser(page: Page, link: str, flag: str) -> None:

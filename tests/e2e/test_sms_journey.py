@@ -15,17 +15,15 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import Session, select
 
 from models import Contact, EscalationCase, Notification, SurveyResponse
 from models.base import utcnow
 from needlecare.core import db as database
-from needlecare.core.signing import sign
 from needlecare.safety.rules.ruleset import get_rules
 from tests.conftest import CLINIC_SECRET
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, post_session, zone_at_local_hour
 from tests.factories import event_body
 
 pytestmark = pytest.mark.e2e
@@ -36,8 +34,7 @@ PHONE_A, PHONE_B, PHONE_C = "+15550100301", "+15550100302", "+15550100303"
 
 def morning_zone() -> str:
     """A fixed-offset zone where it is about 10:00 now, so neither now nor 8 hours on falls in quiet hours."""
-    offset = (10 - utcnow().hour + 12) % 24 - 12
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs
+    return zone_at_local_hour(10)
 
 
 def _session(stack: Stack, n: int, phone: str, consent: dict[str, bool]) -> int:
@@ -49,15 +46,7 @@ def _session(stack: Stack, n: int, phone: str, consent: dict[str, bool]) -> int:
         patient__consent=consent,
         patient__timezone=morning_zone(),
     )
-    raw = json.dumps(body).encode()
-    response = httpx.post(
-        stack.web_url + "/api/v1/events/session-completed",
-        content=raw,
-        headers={"Content-Type": "application/json", "X-Needlecare-Signature": sign(raw, CLINIC_SECRET)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    return int(response.json()["session_id"])
+    return post_session(stack, body, CLINIC_SECRET)
 
 
 def _check(stack: Stack, session_id: int) -> Contact | None:
