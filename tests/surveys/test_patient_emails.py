@@ -84,6 +84,7 @@ def test_the_clinics_own_emergency_number_reaches_its_emails(
     aftercare = _mail(sink, "After your session")
     text, visible = _words(aftercare)
     for words in (text, visible):
-        assert "Call 112 if you have any of these" in words and "911" not in words
+        assert "Call 112 if you have any of these" in words
+        assert not re.search(r"\b911\b", words), "no other country's number (a word, not hex in a token)"
         assert "Where we used needles: calf, on both sides." in words
     assert 'href="tel:112"' in aftercare.html

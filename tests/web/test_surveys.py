@@ -493,7 +493,8 @@ def test_a_clinic_sets_its_own_emergency_number(
     token = token_for(make_contact(db, session, "check_24h"), settings)
     page = client.post(f"/s/{token}", data={"redflags": "breathless"})
     assert page.status_code == 422
-    assert '<a class="call" href="tel:999">Call 999</a>' in page.text and "911" not in page.text
+    assert '<a class="call" href="tel:999">Call 999</a>' in page.text
+    assert not re.search(r"\b911\b", page.text), "no other country's number (a word, not hex in the token)"
 
 
 def test_after_a_red_flag_the_page_gives_the_clinic_phone_and_says_an_alert_is_sent(
