@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, create_engine
 
 from needlecare.core.settings import get_settings
@@ -63,6 +64,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _synchronize_by_returning(state: ORMExecuteState) -> None:
+    """A bulk UPDATE or DELETE refreshes only the loaded rows it matched, found by their primary keys (RETURNING).
+
+    SQLAlchemy's default ("evaluate") tests the statement's criteria against every object in the session, so a
+    session that holds many rows (a dispatch pass) paid for each UPDATE in proportion to all of them. A statement
+    that names its own ``synchronize_session`` keeps it."""
+    if (state.is_update or state.is_delete) and "synchronize_session" not in state.execution_options:
+        state.update_execution_options(synchronize_session="fetch")
 
 
 @contextmanager
