@@ -4,13 +4,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, create_engine
 
 from needlecare.core.settings import get_settings
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -75,6 +77,16 @@ def _synchronize_by_returning(state: ORMExecuteState) -> None:
     that names its own ``synchronize_session`` keeps it."""
     if (state.is_update or state.is_delete) and "synchronize_session" not in state.execution_options:
         state.update_execution_options(synchronize_session="fetch")
+
+
+def get_remembered(db: Session, model: type[T], key: Any) -> T | None:
+    """``db.get``, read once per session: for rows that stay put while one short-lived session runs (a clinic's
+    settings during a dispatch pass). The session keeps them in ``db.info`` until it closes."""
+    remembered: dict[tuple[type[Any], Any], Any] = db.info.setdefault("remembered", {})
+    if (model, key) not in remembered:
+        remembered[(model, key)] = db.get(model, key)
+    row: T | None = remembered[(model, key)]
+    return row
 
 
 @contextmanager

@@ -9,10 +9,11 @@ unique keys; the outbox delivers them. Contacts are claimed by an atomic status 
 dispatchers never open the same contact.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, update
+from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from models import (
@@ -26,6 +27,7 @@ from models import (
     TreatmentSession,
 )
 from needlecare.core import clock
+from needlecare.core.db import get_remembered
 from needlecare.core.settings import Settings
 from needlecare.core.sql import insert_ignore
 from needlecare.followup import channels
@@ -140,7 +142,7 @@ def _skip_reason(db: Session, contact: Contact, patient: Patient | None, *, sett
     if patient is None:
         return "patient row is missing"
     step = get_protocol(contact.injury).step(contact.step_id)
-    route = channels.sms_route(db.get(Clinic, patient.clinic_id), settings)
+    route = channels.sms_route(get_remembered(db, Clinic, patient.clinic_id), settings)
     choice = channels.choose(step.channels, patient, route=route)
     if choice.channel is None:
         return choice.reason
@@ -153,23 +155,36 @@ def _superseded(db: Session, contact: Contact) -> bool:
     """A newer session of the same episode happened before this check fell due. Safety checks fold
     into the newer session's own checks (domain.md §4.2: the 72 h check folds into the next 24 h
     check), and steps marked ``skip_if_next_session_before_due`` (the 7 d check) are skipped."""
-    session = db.get(TreatmentSession, contact.session_id) if contact.session_id else None
-    if session is None:
-        return False
+    return contact.id in superseded_among(db, [contact])
+
+
+def superseded_among(db: Session, contacts: Sequence[Contact]) -> set[int]:
+    """The ids of ``contacts`` that :func:`_superseded` holds for, from one read of their patients' sessions."""
+    candidates = [c for c in contacts if c.id is not None and c.session_id is not None and _can_be_superseded(c)]
+    if not candidates:
+        return set()
+    sessions = db.exec(
+        select(TreatmentSession).where(col(TreatmentSession.patient_id).in_({c.patient_id for c in candidates}))
+    ).all()
+    by_id = {row.id: row for row in sessions}
+    out: set[int] = set()
+    for contact in candidates:
+        own = by_id.get(contact.session_id)
+        if own is None:
+            continue
+        if any(
+            row.patient_id == own.patient_id
+            and row.episode_id == own.episode_id
+            and own.completed_at < row.completed_at <= contact.due_at
+            for row in sessions
+        ):
+            out.add(int(contact.id or 0))
+    return out
+
+
+def _can_be_superseded(contact: Contact) -> bool:
     step = get_protocol(contact.injury).step(contact.step_id)
-    if not (step.skip_if_next_session_before_due or step.safety):
-        return False
-    newer = db.exec(
-        select(func.count())
-        .select_from(TreatmentSession)
-        .where(
-            TreatmentSession.patient_id == session.patient_id,
-            TreatmentSession.episode_id == session.episode_id,
-            col(TreatmentSession.completed_at) > session.completed_at,
-            col(TreatmentSession.completed_at) <= contact.due_at,
-        )
-    ).one()
-    return bool(newer)
+    return bool(step.skip_if_next_session_before_due or step.safety)
 
 
 def _survey_already_today(db: Session, contact: Contact, patient: Patient, *, now: datetime) -> bool:
@@ -229,7 +244,7 @@ def _open(db: Session, contact: Contact, patient: Patient, *, now: datetime, set
     cid = contact.id
     assert cid is not None
     step = get_protocol(contact.injury).step(contact.step_id)
-    route = channels.sms_route(db.get(Clinic, patient.clinic_id), settings)
+    route = channels.sms_route(get_remembered(db, Clinic, patient.clinic_id), settings)
 
     def channel(sequence: int) -> str:
         listed = channels.for_message(step, sequence)

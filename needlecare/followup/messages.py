@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from models import Clinic, Contact, ContactStatus, InboundAction, Notification, Patient, SmsInbound, TreatmentSession
 from needlecare.core import clock
 from needlecare.core.catalogue import Catalogue
+from needlecare.core.db import get_remembered
 from needlecare.core.rendering import RenderedEmail, emergency_number, place_time, render_email
 from needlecare.core.settings import Settings
 from needlecare.core.tokens import make_token
@@ -65,7 +66,7 @@ REPLY_USEFUL_FOR = timedelta(hours=24)  # a reply to a text is not sent later th
 
 def compose(db: Session, n: Notification, *, now: datetime, settings: Settings, catalogue: Catalogue) -> Decision:
     patient = db.get(Patient, n.patient_id)
-    clinic = db.get(Clinic, patient.clinic_id) if patient else None
+    clinic = get_remembered(db, Clinic, patient.clinic_id) if patient else None
     if patient is None or clinic is None:
         return Skip("patient or clinic row is missing")
     if n.kind == SMS_REPLY:
@@ -177,7 +178,8 @@ def _calendar(
     """The calendar part of a message: ``listed`` check-ins at their real send times, plus every change to
     what the patient's calendar shows; records what this message attaches."""
     pid = _id(patient.id)
-    expected = planning.expected_sends(db, pid, now=now, settings=settings)
+    every = db.exec(select(Contact).where(Contact.patient_id == pid)).all()
+    expected = planning.expected_sends(db, pid, now=now, settings=settings, contacts=every)
     shown = icalendar.announced(db, pid, excluding=n.id)
     domain = icalendar.installation_domain(settings)
     publish: list[CheckDate] = []
@@ -203,7 +205,7 @@ def _calendar(
         labels.append(f"{_local_label(at, patient.timezone)} — {title(contact)}")
         if before is not None and sequence > before.sequence:
             changes.append(f"{title(contact)}: moved to {_local_label(at, patient.timezone)}")
-    contacts = {c.id: c for c in db.exec(select(Contact).where(Contact.patient_id == pid)).all()}
+    contacts = {c.id: c for c in every}
     for cid, before in sorted(shown.items(), key=lambda item: (item[1].starts_at or now, item[0])):
         earlier = contacts.get(cid)
         if cid in written or before.starts_at is None or earlier is None:

@@ -11,6 +11,7 @@ newer session, window closing first), so calendars and emails show the time the 
 """
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,26 +180,37 @@ class ExpectedSend:
     not_sent: str = ""
 
 
-def expected_sends(db: Session, patient_id: int, *, now: datetime, settings: Settings) -> dict[int, ExpectedSend]:
+def expected_sends(
+    db: Session,
+    patient_id: int,
+    *,
+    now: datetime,
+    settings: Settings,
+    contacts: Sequence[Contact] | None = None,
+) -> dict[int, ExpectedSend]:
     """Every planned check-in of the patient → when the sender will open it, as of ``now``.
 
     The sender's passes are replayed in order: a check-in goes at its due time (or now, if overdue), moved
     past quiet hours by ``clock.next_allowed`` and to the next day by ``clock.start_of_next_day`` when another
     check-in went (or will go) that local day; at one moment safety checks go first, as in
-    :func:`dispatch.dispatch_due`. Superseded check-ins (``dispatch._superseded``) and those whose window
-    closes first are not sent. Assumes the sender runs continuously (a late pass sends later)."""
+    :func:`dispatch.dispatch_due`. Superseded check-ins (``dispatch.superseded_among``) and those whose window
+    closes first are not sent. Assumes the sender runs continuously (a late pass sends later). ``contacts``: every
+    contact of the patient, when the caller has read them already."""
     patient = db.get(Patient, patient_id)
     tz = patient.timezone if patient is not None else "UTC"
     start, end = settings.quiet_hours_start, settings.quiet_hours_end
-    contacts = db.exec(select(Contact).where(Contact.patient_id == patient_id)).all()
+    if contacts is None:
+        contacts = db.exec(select(Contact).where(Contact.patient_id == patient_id)).all()
     taken = {clock.local_date(c.sent_at, tz) for c in contacts if c.sent_at is not None}
     out: dict[int, ExpectedSend] = {}
     queue: list[tuple[datetime, bool, datetime, int]] = []
     by_id: dict[int, Contact] = {}
-    for contact in contacts:
-        if contact.status != ContactStatus.PLANNED.value or contact.id is None:
+    planned = [c for c in contacts if c.status == ContactStatus.PLANNED.value and c.id is not None]
+    superseded = dispatch.superseded_among(db, [c for c in planned if c.scope == "session"])
+    for contact in planned:
+        if contact.id is None:  # pragma: no cover - filtered above
             continue
-        if contact.scope == "session" and dispatch._superseded(db, contact):
+        if contact.id in superseded:
             out[contact.id] = ExpectedSend(contact.id, contact.step_id, None, SUPERSEDED)
             continue
         by_id[contact.id] = contact
