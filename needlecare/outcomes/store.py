@@ -41,10 +41,11 @@ from needlecare.outcomes.reports import ReportData
 
 log = logging.getLogger("needlecare.outcomes.store")
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Written with every snapshot; a snapshot of another version reads as missing, so the dashboard computes it afresh
 (bump it whenever the report gains, loses or changes a field). 2: ``OutcomeReport.headline``. 3: complementary
-suppression (``report_protect``), recall-matched pain pairs."""
+suppression (``report_protect``), recall-matched pain pairs. 4: ``ReportData.channels`` (response by channel), which a
+version-3 snapshot would have read as empty."""
 KEY_MAX_LENGTH = 200
 ANY = "*"
 OPEN = "-"

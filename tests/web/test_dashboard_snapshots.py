@@ -267,7 +267,10 @@ def test_a_snapshot_stored_by_the_previous_version_is_recomputed_with_the_headli
     build(db, clinic.id)
     data, seconds = report_store.compute(db, clinic.id)
     document = json.loads(report_store.encode(data))
-    assert document["format"] == report_store.FORMAT_VERSION == 3
+    assert document["format"] == report_store.FORMAT_VERSION == 4
+    without_channels = {"format": 3, "report": {k: v for k, v in document["report"].items() if k != "channels"}}
+    with pytest.raises(report_store.UnreadableSnapshot):  # version 3 had no channels: it is recomputed, not shown bare
+        report_store.decode(json.dumps(without_channels))
     del document["report"]["outcomes"]["headline"]
     document["format"] = 1
     old = json.dumps(document)
