@@ -22,7 +22,14 @@ class ContactStatus(StrEnum):
 
 
 class Contact(SQLModel, table=True):
-    __table_args__ = (Index("ix_contact_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_contact_status_due", "status", "due_at"),
+        # Covering indexes of the outcome statements (migration 0013): a cohort's contacts by episode, a session's.
+        Index(
+            "ix_contact_report_episode", "episode_id", "status", "step_id", "scope", "patient_id", "session_id", "id"
+        ),
+        Index("ix_contact_report_session", "session_id", "status", "step_id", "scope", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True, description="session:<id>:<step> or episode:<id>:<step>")

@@ -10,7 +10,20 @@ from models.base import UTCDateTime, utcnow
 
 
 class Episode(SQLModel, table=True):
-    __table_args__ = (Index("ix_episode_clinic_started", "clinic_id", "started_at"),)  # report period filter
+    __table_args__ = (
+        Index("ix_episode_clinic_started", "clinic_id", "started_at"),  # report period filter
+        Index(  # covering index of the outcome statements (migration 0013)
+            "ix_episode_report",
+            "clinic_id",
+            "injury",
+            "started_at",
+            "id",
+            "patient_id",
+            "baseline_pain_nprs",
+            "baseline_rom_measure",
+            "baseline_rom_value",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=64)

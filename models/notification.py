@@ -19,7 +19,11 @@ class NotificationStatus(StrEnum):
 
 
 class Notification(SQLModel, table=True):
-    __table_args__ = (Index("ix_notification_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_notification_due", "status", "due_at"),
+        # Covering index of the response-by-channel statement (migration 0013): a contact's sent messages.
+        Index("ix_notification_report_contact", "contact_id", "channel", "status", "kind", "sequence"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True, description="e.g. aftercare:session:42")

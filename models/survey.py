@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -39,6 +39,19 @@ _RECALL = "recall period the score was asked with: now, average_24h, worst_24h, 
 
 
 class SurveyResponse(SQLModel, table=True):
+    __table_args__ = (  # covering indexes of the outcome statements (migration 0013)
+        Index(
+            "ix_survey_response_report_episode",
+            *("episode_id", "step_id", "nprs_usual_recall", "nprs_usual", "rom_measure", "rom_value", "patient_id"),
+            *("session_id", "contact_id", "submitted_at", "id"),
+        ),
+        Index(
+            "ix_survey_response_report_contact",
+            *("contact_id", "submitted_at", "nprs_usual", "nprs_usual_recall", "groc15", "soreness", "bruise", "channel"),
+            "id",
+        ),
+    )
+
     __tablename__ = "survey_response"
 
     id: int | None = Field(default=None, primary_key=True)

@@ -43,6 +43,11 @@ def compute_outcomes(
     per ``policy``. Eight statements."""
     f = make_filters(clinic_id, injury, practitioner_id, since, until)
     conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        # Each grouped statement runs once: JIT-compiling it cost PostgreSQL more than it saved (the eight,
+        # the trajectory and the channels at 128k patients: 13.0 s with JIT, 10.9 s without). For the rest of
+        # this transaction only.
+        conn.exec_driver_sql("SET LOCAL jit = off")
     counts = conn.execute(counts_stmt(f)).all()
     changes = change_groups(conn.execute(changes_stmt(f)).all())
     adverse = adverse_rows(conn.execute(adverse_stmt(f)).all(), policy)

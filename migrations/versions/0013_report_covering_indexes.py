@@ -1,20 +1,20 @@
 """report covering indexes
 
-Covering indexes for the outcome statements (needlecare.outcomes.statements, headline): each statement reads
-the answers and contacts of the cohort's episodes (or a session's contacts, a contact's answer) from an index
-that holds every column it needs, so no table row is fetched per answer.
+Covering indexes for the outcome statements (needlecare.outcomes.statements, headline, channels): each statement
+reads the answers and contacts of the cohort's episodes (or a session's contacts, a contact's answer and sent
+messages) from an index that holds every column it needs, so no table row is fetched per answer.
 
-Revision ID: 0015
-Revises: 0014
-Create Date: 2026-12-01 22:30:00
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-02 06:00:00
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -71,9 +71,11 @@ INDEXES: dict[str, tuple[str, list[str]]] = {
             "groc15",
             "soreness",
             "bruise",
+            "channel",
             "id",
         ],
     ),
+    "ix_notification_report_contact": ("notification", ["contact_id", "channel", "status", "kind", "sequence"]),
 }
 
 
