@@ -47,8 +47,8 @@ class SurveyResponse(SQLModel, table=True):
         ),
         Index(
             "ix_survey_response_report_contact",
-            *("contact_id", "submitted_at", "nprs_usual", "nprs_usual_recall", "groc15", "soreness", "bruise", "channel"),
-            "id",
+            *("contact_id", "submitted_at", "nprs_usual", "nprs_usual_recall", "groc15", "soreness", "bruise"),
+            *("channel", "id"),
         ),
     )
 
