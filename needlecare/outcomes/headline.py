@@ -58,8 +58,13 @@ PATIENTS = "patients with a baseline and an answered outcome survey"
 
 
 def headline_pairs_stmt(f: Filters) -> Select[Any]:
-    """One row: ``paired`` (patients with a paired outcome answer) and ``responders`` (at their latest one)."""
+    """One row: ``paired`` (patients with a paired outcome answer) and ``responders`` (at their latest one).
+
+    The answer's contact is checked with EXISTS rather than joined: joined, SQLite drove the statement from every
+    answered contact (``ix_contact_status_due``) whatever the filters, 2.8-3.5 s at 128k patients for any cohort;
+    from the cohort's episodes it takes 1.1 s for the whole clinic and 0.01-0.17 s for one injury or 90 days."""
     sr, e, c = RESPONSE.c, EPISODE.c, CONTACT.c
+    outcome = select(c.id).where(c.id == sr.contact_id, c.scope == OUTCOME_SCOPE, c.status == ANSWERED).exists()
     ranked = (
         select(
             sr.patient_id.label("patient_id"),
@@ -68,12 +73,11 @@ def headline_pairs_stmt(f: Filters) -> Select[Any]:
             .over(partition_by=sr.patient_id, order_by=(sr.submitted_at.desc(), sr.id.desc()))
             .label("rn"),
         )
-        .select_from(RESPONSE.join(EPISODE, e.id == sr.episode_id).join(CONTACT, c.id == sr.contact_id))
+        .select_from(RESPONSE.join(EPISODE, e.id == sr.episode_id))
         .where(
             *episode_conditions(f),
             *practitioner_conditions(f, sr.session_id, sr.episode_id),
-            c.scope == OUTCOME_SCOPE,
-            c.status == ANSWERED,
+            outcome,
             sr.nprs_usual.is_not(None),
             like_recall(sr.nprs_usual_recall),
             e.baseline_pain_nprs.is_not(None),
