@@ -39,8 +39,8 @@ from needlecare.outcomes.filters import (
     SESSION,
     Filters,
     episode_conditions,
-    first_practitioner,
     flag,
+    owner_of_episode,
     practitioner_conditions,
 )
 
@@ -317,9 +317,7 @@ def recovery_stmt(f: Filters) -> Select[Any]:
         pain_responder(e.baseline_pain_nprs, sr.nprs_usual, sr.nprs_usual_recall),
         and_(sr.groc15 >= 4, c.scope == "episode"),
     )
-    where = [*episode_conditions(f), c.status.in_(DUE_STATUSES)]
-    if f.practitioner_id is not None:
-        where.append(first_practitioner(e.id) == f.practitioner_id)
+    where = [*episode_conditions(f), c.status.in_(DUE_STATUSES), *owner_of_episode(f, e.id)]
     per_episode = (
         select(
             e.id.label("episode_id"),
@@ -344,9 +342,7 @@ def recovery_stmt(f: Filters) -> Select[Any]:
 
 def trajectory_stmt(f: Filters) -> Select[Any]:
     e, sr = EPISODE.c, RESPONSE.c
-    base_where = episode_conditions(f)
-    if f.practitioner_id is not None:
-        base_where.append(first_practitioner(e.id) == f.practitioner_id)
+    base_where = [*episode_conditions(f), *owner_of_episode(f, e.id)]
     baseline = cast(literal(BASELINE), String).label("step_id")
     pain_label = cast(literal(PAIN), String).label("measure")
     parts = [
