@@ -7,7 +7,7 @@ reminders) are Notification rows that reference it.
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, false
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -24,9 +24,21 @@ class ContactStatus(StrEnum):
 class Contact(SQLModel, table=True):
     __table_args__ = (
         Index("ix_contact_status_due", "status", "due_at"),
-        # Covering indexes of the outcome statements (migration 0013): a cohort's contacts by episode, a session's.
+        # Covering indexes of the outcome statements (migrations 0013, 0014): a cohort's contacts by episode, a
+        # session's.
         Index(
-            "ix_contact_report_episode", "episode_id", "status", "step_id", "scope", "patient_id", "session_id", "id"
+            "ix_contact_report_episode",
+            "episode_id",
+            "status",
+            "step_id",
+            "scope",
+            "patient_id",
+            "session_id",
+            "id",
+            "sent_email",
+            "sent_sms",
+            "first_by_sms",
+            "answered_by_sms",
         ),
         Index("ix_contact_report_session", "session_id", "status", "step_id", "scope", "id"),
     )
@@ -48,4 +60,11 @@ class Contact(SQLModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     skip_reason: str | None = Field(default=None, max_length=200)
     protocol_version: str = Field(default="", max_length=40)
+    # Kept by the database (triggers on notification and survey_response, migration 0014), never written by the
+    # application: a first message or reminder of this contact was sent by email / by SMS; its first message went
+    # by SMS; its answer came by SMS reply.
+    sent_email: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    sent_sms: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    first_by_sms: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    answered_by_sms: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -29,15 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, func, select, true
-from sqlalchemy.sql import ColumnElement, FromClause, Select
-from sqlmodel import Session, SQLModel
+from sqlalchemy import and_, func, select
+from sqlalchemy.sql import Select
+from sqlmodel import Session
 
 from needlecare.outcomes.definitions import ANSWERED, DUE_STATUSES
 from needlecare.outcomes.filters import (
     CONTACT,
     EPISODE,
-    RESPONSE,
     Filters,
     episode_conditions,
     flag,
@@ -50,10 +49,7 @@ from needlecare.outcomes.results import OutcomeReport, StepRow, TrajectoryPoint
 from needlecare.outcomes.suppression import Figure, share_figure, suppress_partition
 from needlecare.safety.clinic_config import ReportPolicy
 
-NOTIFICATION = SQLModel.metadata.tables["notification"]
 EMAIL, SMS = "email", "sms"
-MESSAGE_KINDS = ("survey", "reminder")  # needlecare.followup.dispatch: the first message and its reminders
-SENT = "sent"  # models.notification.NotificationStatus.SENT
 
 GROUPS: dict[str, str] = {
     "email": "Email only",
@@ -106,55 +102,20 @@ class ChannelStep:
 # ---------------------------------------------------------------------------------------------------- SQL
 
 
-def _sent(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """The contact has a first message or reminder with status sent that meets ``conditions``. The subquery
-    selects the row id, not ``*``: SQLite then answers it from the covering index alone."""
-    n = NOTIFICATION.c
-    found = select(n.id).where(n.contact_id == CONTACT.c.id, n.status == SENT, n.kind.in_(MESSAGE_KINDS), *conditions)
-    return found.exists()
-
-
-def _sent_flags(dialect: str) -> tuple[FromClause | None, tuple[ColumnElement[Any], ...]]:
-    """The three flags of a contact's sent messages, and what to join to read them.
-
-    SQLite: three EXISTS, each answered from the ``ix_notification_report_contact`` covering index (no join).
-    PostgreSQL: one LATERAL probe of that index per contact returns all three (EXISTS costs PostgreSQL one index
-    probe each: 5.5 s against 4.0 s at 128k patients, 1.1 against 0.75 s for one injury)."""
-    n = NOTIFICATION.c
-    if dialect == "sqlite":
-        return None, (
-            _sent(n.channel == EMAIL).label("email"),
-            _sent(n.channel == SMS).label("sms"),
-            _sent(n.channel == SMS, n.sequence == 0).label("sms_first"),
-        )
-    sent = (
-        select(
-            func.max(flag(n.channel == EMAIL)).label("email"),
-            func.max(flag(n.channel == SMS)).label("sms"),
-            func.max(flag(and_(n.channel == SMS, n.sequence == 0))).label("sms_first"),
-        )
-        .where(n.contact_id == CONTACT.c.id, n.status == SENT, n.kind.in_(MESSAGE_KINDS))
-        .lateral("sent")
-    )
-    return sent, tuple(func.coalesce(sent.c[name], 0).label(name) for name in ("email", "sms", "sms_first"))
-
-
-def channel_stmt(f: Filters, dialect: str) -> Select[Any]:
+def channel_stmt(f: Filters) -> Select[Any]:
     """Per (injury, step, channels sent): contacts, answered and answered by SMS reply. ``email`` and ``sms`` are 1
     when the contact has a sent message of that channel, ``sms_first`` when its first message went by SMS;
     :func:`group_of` names the group.
 
-    Each due contact of the cohort is read once with its answer (``survey_response.contact_id``, unique) and looks
-    its sent messages up in the ``ix_notification_report_contact`` covering index (:func:`_sent_flags`; grouping
-    the messages per contact first was about 40 % slower on SQLite at 10k patients). The three flags are grouped
-    as they are: one CASE naming the group evaluated up to eight EXISTS per contact, and took ~1.4x as long on
-    SQLite at 10k patients."""
-    c, sr = CONTACT.c, RESPONSE.c
+    The flags are columns of the contact (``sent_email``, ``sent_sms``, ``first_by_sms``, ``answered_by_sms``),
+    kept by the database from the contact's messages and answer (triggers on ``notification`` and
+    ``survey_response``, migration 0014), and held in the ``ix_contact_report_episode`` covering index: each due
+    contact of the cohort is read once, from that index alone. (Looking the sent messages and the answer up per
+    contact instead, four index probes each, made this the slowest statement of a report: 7.3 s of 24 s on
+    SQLite at 128k patients.)"""
+    c = CONTACT.c
     answered = c.status == ANSWERED
-    sent, flags = _sent_flags(dialect)
-    joined = CONTACT.join(EPISODE, EPISODE.c.id == c.episode_id).outerjoin(RESPONSE, sr.contact_id == c.id)
-    if sent is not None:
-        joined = joined.outerjoin(sent, true())
+    flags = (flag(c.sent_email).label("email"), flag(c.sent_sms).label("sms"), flag(c.first_by_sms).label("sms_first"))
     return (
         select(
             EPISODE.c.injury,
@@ -162,15 +123,15 @@ def channel_stmt(f: Filters, dialect: str) -> Select[Any]:
             *flags,
             func.count().label("contacts"),
             func.coalesce(func.sum(flag(answered)), 0).label("answered"),
-            func.coalesce(func.sum(flag(and_(answered, sr.channel == SMS))), 0).label("answered_sms"),
+            func.coalesce(func.sum(flag(and_(answered, c.answered_by_sms))), 0).label("answered_sms"),
         )
-        .select_from(joined)
+        .select_from(CONTACT.join(EPISODE, EPISODE.c.id == c.episode_id))
         .where(
             *episode_conditions(f),
             c.status.in_(DUE_STATUSES),
             *practitioner_conditions(f, c.session_id, c.episode_id),
         )
-        .group_by(EPISODE.c.injury, c.step_id, *flags)
+        .group_by(EPISODE.c.injury, c.step_id, c.sent_email, c.sent_sms, c.first_by_sms)
     )
 
 
@@ -269,7 +230,7 @@ def withhold_hidden_totals(steps: tuple[ChannelStep, ...], rows: Sequence[StepRo
 def compute_channels(db: Session, f: Filters, policy: ReportPolicy) -> tuple[ChannelStep, ...]:
     """Response by channel for one report's filters (one statement)."""
     connection = db.connection()
-    return channel_steps(connection.execute(channel_stmt(f, connection.dialect.name)).all(), policy)
+    return channel_steps(connection.execute(channel_stmt(f)).all(), policy)
 
 
 # ----------------------------------------------------------------------------------------------- equations
